@@ -1,0 +1,76 @@
+"""Compare the trained runs: steps and seconds to each target, final accuracy, speed-up over constant."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .config import run_name
+from .engine import _target_key
+from .runs import RUNS_DIR, load_run
+from .stats import censored_median
+
+
+def collect(params: dict, runs_dir: Path = RUNS_DIR) -> list[dict]:
+    m = params["matrix"]
+    return [
+        load_run(runs_dir / run_name(o, s, seed))
+        for o in m["optimizers"] for s in m["schedules"] for seed in m["seeds"]
+    ]
+
+
+def summarize(runs: list[dict], targets: list[float]) -> tuple[dict, pd.DataFrame]:
+    rows = []
+    by_arm: dict[tuple, list[dict]] = {}
+    for r in runs:
+        by_arm.setdefault((r["optimizer"], r["schedule"]), []).append(r)
+    for (opt, sched), group in by_arm.items():
+        finished = [r["final_test_acc"] for r in group if not r["diverged"]]
+        for t in targets:
+            key = _target_key(t)
+            hits = [None if r["diverged"] else r["targets"][key] for r in group]
+            rows.append({
+                "optimizer": opt, "schedule": sched, "target": t, "n_seeds": len(group),
+                "median_steps": censored_median([h and h["step"] for h in hits]),
+                "median_seconds": censored_median([h and h["seconds"] for h in hits]),
+                "reached_frac": sum(h is not None for h in hits) / len(hits),
+                "final_test_acc": sum(finished) / len(finished) if finished else None,
+                "diverged": sum(r["diverged"] for r in group),
+            })
+    table = pd.DataFrame(rows)
+    base = table[table.schedule == "constant"].set_index(["optimizer", "target"])["median_steps"]
+    table["speedup_vs_constant"] = [
+        (base.get((r.optimizer, r.target)) / r.median_steps)
+        if r.median_steps and pd.notna(base.get((r.optimizer, r.target))) else None
+        for r in table.itertuples()
+    ]
+    nested: dict = {}
+    for r in table.to_dict("records"):
+        arm = nested.setdefault(r["optimizer"], {}).setdefault(r["schedule"], {
+            "n_seeds": r["n_seeds"], "final_test_acc": r["final_test_acc"], "diverged": r["diverged"],
+        })
+        arm[_target_key(r["target"])] = {
+            k: r[k] for k in ("median_steps", "median_seconds", "reached_frac", "speedup_vs_constant")
+        }
+    return _clean(nested), table
+
+
+def _clean(obj):
+    """NaN is not JSON: map it to null."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def long_frames(runs: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run's evals and steps, stacked, with optimizer/schedule/seed columns."""
+    def stack(key):
+        return pd.concat([
+            r[key].assign(optimizer=r["optimizer"], schedule=r["schedule"], seed=r["seed"])
+            for r in runs
+        ], ignore_index=True)
+
+    return stack("evals"), stack("steps")

@@ -1,0 +1,93 @@
+"""One training run from params.yaml: train, write its folder atomically, track it in MLflow."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import tracking
+from .config import run_name
+from .data import load_prepared
+from .engine import RunConfig, pick_device, train
+from .errors import CheckpointError
+from .io import atomic_dir, load_torch, save_torch, write_json
+
+RUNS_DIR = Path("runs")
+
+
+def run_config(params: dict, optimizer: str, schedule: str, seed: int) -> RunConfig:
+    t, o, m = params["train"], params["optim"][optimizer], params["momentum"]
+    return RunConfig(
+        optimizer=optimizer, schedule=schedule, seed=int(seed),
+        epochs=t["epochs"], batch_size=t["batch_size"], lr=o["lr"],
+        weight_decay=o.get("weight_decay", 0.0), beta2=o.get("beta2", 0.999),
+        warmup_epochs=t["warmup_epochs"], eval_every=t["eval_every"],
+        targets=tuple(t["targets"]), width=params["model"]["width"],
+        max_momentum=m["max_momentum"], schedule_options=dict(m.get(schedule) or {}),
+        device=t.get("device", "auto"), channels_last=t.get("channels_last", True),
+        compile=t.get("compile", False), threads=t.get("threads", 0),
+    )
+
+
+def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR) -> dict:
+    from .plots import run_curves
+
+    cfg = run_config(params, optimizer, schedule, seed)
+    data, manifest = load_prepared()
+    name = run_name(optimizer, schedule, seed)
+    device = str(pick_device(cfg.device))
+    tags = tracking.standard_tags("train", params["preset"], device, manifest["data_copy"])
+    tags.update(optimizer=optimizer, schedule=schedule, seed=str(seed))
+    logged = dict(cfg.__dict__, preset=params["preset"], data_copy=manifest["data_copy"])
+    with tracking.run(name, tags, logged) as active:
+        import mlflow
+
+        model, steps, evals, summary = train(
+            cfg, data, on_eval=lambda step, acc: mlflow.log_metric("test_acc", acc, step=step)
+        )
+        summary.update(data_copy=manifest["data_copy"], device=device,
+                       mlflow_run_id=active.info.run_id)
+        with atomic_dir(runs_dir / name) as tmp:
+            save_torch(tmp / "model.pt", {"state_dict": model.state_dict(), "width": cfg.width,
+                                          "num_classes": 10})
+            pd.DataFrame(steps).to_csv(tmp / "steps.csv", index=False)
+            pd.DataFrame(evals).to_csv(tmp / "evals.csv", index=False)
+            run_curves(pd.DataFrame(steps), pd.DataFrame(evals), name, tmp / "curves.png")
+            write_json(tmp / "metrics.json", summary)
+            tracking.log_series(active.info.run_id, steps, ("loss", "lr", "momentum", "effective_lr"))
+            final = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and v is not None}
+            mlflow.log_metrics({k: float(v) for k, v in final.items() if k != "seed"})
+            for key, hit in summary["targets"].items():
+                if hit is not None:
+                    mlflow.log_metric(f"steps_to_{key}", hit["step"])
+            mlflow.set_tag("status", "diverged" if summary["diverged"] else "completed")
+            tracking.log_artifacts([tmp / f for f in ("model.pt", "steps.csv", "evals.csv", "curves.png", "metrics.json")])
+    return summary
+
+
+def load_run(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: run `dvc repro` to train it")
+    summary = json.loads(path.read_text())
+    summary["evals"] = pd.read_csv(folder / "evals.csv")
+    summary["steps"] = pd.read_csv(folder / "steps.csv")
+    return summary
+
+
+def load_model(path: str | Path, device="cpu"):
+    from .model import ResNet18
+
+    blob = load_torch(path, "dvc repro train")
+    try:
+        model = ResNet18(blob["width"], blob.get("num_classes", 10))
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path} does not match the CIFAR ResNet-18 ({str(exc).splitlines()[0][:100]}): "
+            "re-run `dvc repro train`"
+        ) from exc
+    return model.to(device).eval()

@@ -1,0 +1,165 @@
+"""MLflow: an embedded SQLite store by default, a tracking server when MLFLOW_TRACKING_URI says so."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .config import repo_root
+from .errors import TrackingError
+
+EXPERIMENT = "betasched"
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+# Fail fast on an unreachable server instead of retrying for minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
+    """Fail in seconds, before any output is written, when a tracking server is down."""
+    uri = uri or tracking_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({exc.strerror or exc}): "
+            "start it, or unset MLFLOW_TRACKING_URI to use the local SQLite store"
+        ) from exc
+
+
+def setup(experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at the store and create the experiment once; returns the experiment id."""
+    import mlflow
+
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        exp = mlflow.get_experiment_by_name(experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if uri.startswith("sqlite:"):
+            # Absolute, so runs from DVC temp copies land beside the repo's own store.
+            location = (repo_root() / "mlartifacts").as_uri()
+        try:
+            return mlflow.create_experiment(experiment, artifact_location=location)
+        except Exception:  # created by a parallel process in the meantime
+            return mlflow.get_experiment_by_name(experiment).experiment_id
+    except TrackingError:
+        raise
+    except Exception as exc:
+        raise TrackingError(f"MLflow store {uri} cannot be used ({type(exc).__name__}: {str(exc)[:150]})") from exc
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def stage_tags(stage: str, params: dict, manifest: str | Path = "data/prepared/manifest.json") -> dict:
+    """Tags for an analysis stage: the device it would train on and the data copy in use."""
+    import json
+
+    from .engine import pick_device
+
+    path = Path(manifest)
+    copy = json.loads(path.read_text())["data_copy"] if path.is_file() else "unknown"
+    tags = standard_tags(stage, params["preset"], str(pick_device(params["train"]["device"])), copy)
+    tags["schedule"] = params["schedule"]
+    return tags
+
+
+def standard_tags(stage: str, preset: str, device: str, data_copy: str) -> dict:
+    tags = {"stage": stage, "preset": preset, "device": device, "data_copy": data_copy}
+    if commit := _git_commit():
+        tags["mlflow.source.git.commit"] = commit
+        tags["git_commit"] = commit
+    for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        if os.environ.get(var):
+            tags[var.lower()] = os.environ[var]
+    return tags
+
+
+@contextlib.contextmanager
+def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool = True, nested=False):
+    import mlflow
+
+    experiment_id = setup()
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(2)
+        mlflow.set_system_metrics_samples_before_logging(1)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=name, tags=tags,
+        log_system_metrics=system_metrics, nested=nested,
+    ) as active:
+        if params:
+            mlflow.log_params(flatten(params))
+        yield active
+
+
+def log_series(run_id: str, rows: list[dict], keys: tuple[str, ...]) -> None:
+    """Log per-step metrics in batches: one call per 1000 values, not one per value."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, float(row[key]), now, int(row["step"]))
+        for row in rows for key in keys if row.get(key) is not None
+    ]
+    for i in range(0, len(metrics), _BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + _BATCH], synchronous=True)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def log_artifacts(paths: list[str | Path]) -> None:
+    import mlflow
+
+    for p in paths:
+        if Path(p).exists():
+            mlflow.log_artifact(str(p))
+
+
+def log_to_run(run_id: str, metrics: dict[str, float]) -> None:
+    """Add final metrics to an existing (finished) run, e.g. a training run's attribution."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    setup()
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                             synchronous=True)

@@ -1,0 +1,48 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+torch.set_num_threads(1)
+
+
+def env_with_venv(**extra) -> dict:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra)
+    return env
+
+
+def make_repo(dest: Path, preset: str = "smoke") -> Path:
+    """A fresh git repo holding this project's tracked files, composed at ``preset``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file() and not f.startswith(("runs/", "data/prepared", "mlflow")):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    (dest / "data/raw").mkdir(parents=True, exist_ok=True)
+    cfg = dest / "conf/config.yaml"
+    cfg.write_text(cfg.read_text().replace("  - preset: laptop", f"  - preset: {preset}"))
+    for p in ("dvc.lock", "metrics/compare.json"):
+        (dest / p).unlink(missing_ok=True)
+    env = env_with_venv()
+    run = lambda *c: subprocess.run(c, cwd=dest, env=env, check=True, capture_output=True)  # noqa: E731
+    run(sys.executable, "-m", "betasched.config")
+    run("git", "init", "-q")
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
+    run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    return dest
+
+
+@pytest.fixture
+def smoke_repo(tmp_path):
+    return make_repo(tmp_path / "repo")

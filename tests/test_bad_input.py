@@ -1,0 +1,87 @@
+"""Each bad input: a non-zero exit, one line naming the problem, and no new or changed output."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, env_with_venv, make_repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("bad") / "repo")
+
+
+def snapshot(repo):
+    return {p.relative_to(repo): p.stat().st_mtime_ns for p in repo.rglob("*")
+            if p.is_file() and ".git" not in p.parts and "__pycache__" not in p.parts}
+
+
+def run_with(repo, edit, cmd):
+    params = repo / "params.yaml"
+    original = params.read_text()
+    p = yaml.safe_load(original)
+    edit(p)
+    params.write_text(yaml.safe_dump(p))
+    before = snapshot(repo)
+    try:
+        out = subprocess.run([sys.executable, *cmd], cwd=repo, env=env_with_venv(),
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        params.write_text(original)
+    after = snapshot(repo)
+    after[__import__("pathlib").Path("params.yaml")] = before[__import__("pathlib").Path("params.yaml")]
+    return out, before, after
+
+
+TRAIN = ["stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
+PREPARE = ["stages/prepare.py"]
+
+
+def _set(path, value):
+    def edit(p):
+        node = p
+        *parents, last = path.split(".")
+        for k in parents:
+            node = node[k]
+        node[last] = value
+    return edit
+
+
+CASES = [
+    ("unknown schedule", _set("matrix.schedules", ["constant", "warp"]), TRAIN, "unknown schedule 'warp'"),
+    ("unknown studied schedule", _set("schedule", "warp"), TRAIN, "unknown schedule 'warp'"),
+    ("unknown optimizer", _set("matrix.optimizers", ["lion"]), TRAIN, "unknown optimizer 'lion'"),
+    ("unknown preset", _set("preset", "huge"), TRAIN, "unknown preset 'huge'"),
+    ("lr zero", _set("optim.sgd.lr", 0), TRAIN, "optim.sgd.lr=0"),
+    ("lr negative", _set("optim.adam.lr", -1e-3), TRAIN, "optim.adam.lr=-0.001"),
+    ("epochs zero", _set("train.epochs", 0), TRAIN, "train.epochs=0"),
+    ("batch zero", _set("train.batch_size", 0), TRAIN, "train.batch_size=0"),
+    ("bad hybrid switch", _set("momentum.hybrid", {"switch": 2}), TRAIN, "switch=2"),
+    ("unknown data source", _set("data.source", "s3"), PREPARE, "unknown data.source 's3'"),
+    ("cifar missing offline", lambda p: p["data"].update(source="cifar10", raw_dir="nowhere"),
+     PREPARE, "cifar-10-python.tar.gz"),
+    ("corrupt jpeg archive", lambda p: p["data"].update(source="imagefolder", archive="params.yaml"),
+     PREPARE, "corrupt or truncated"),
+]
+
+
+@pytest.mark.parametrize("name,edit,cmd,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(repo, name, edit, cmd, expected):
+    out, before, after = run_with(repo, edit, cmd)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert before == after
+
+
+def test_unknown_preset_leaves_params_untouched(repo):
+    params = (repo / "params.yaml").read_text()
+    out = subprocess.run([sys.executable, "-m", "betasched.config", "preset=huge"], cwd=repo,
+                         env=env_with_venv(), capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "preset/huge" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert (repo / "params.yaml").read_text() == params
+    assert not list(repo.glob(".params.yaml.*"))

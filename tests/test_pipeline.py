@@ -1,0 +1,70 @@
+"""The smoke pipeline in a fresh git repo: dvc repro, then dvc exp run -S schedule=hybrid."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import env_with_venv
+
+pytestmark = pytest.mark.pipeline
+
+
+def dvc(repo, *args):
+    out = subprocess.run(["dvc", *args], cwd=repo, env=env_with_venv(), capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    from conftest import make_repo
+
+    repo = make_repo(tmp_path_factory.mktemp("pipe") / "repo")
+    dvc(repo, "repro")
+    return repo
+
+
+def test_compare_covers_every_arm(repo):
+    compare = json.loads((repo / "metrics/compare.json").read_text())
+    schedules = {"constant", "beta", "hybrid", "onecycle", "demon", "constant_matched"}
+    for opt in ("sgd", "adam"):
+        assert set(compare[opt]) == schedules
+        for arm in compare[opt].values():
+            assert 0.0 <= arm["final_test_acc"] <= 1.0
+            assert set(arm) >= {"acc_50", "acc_80", "n_seeds"}
+        assert compare[opt]["constant"]["acc_50"]["speedup_vs_constant"] in (1.0, None)
+    assert compare["meta"]["data_copy"] == "synthetic"
+    # The synthetic data is learnable: the reference arm clears the first target.
+    assert compare["sgd"]["constant"]["acc_50"]["reached_frac"] == 1.0
+    for png in ("accuracy", "momentum", "steps_to_target"):
+        assert (repo / f"plots/{png}.png").stat().st_size > 10_000
+
+
+def test_mlflow_has_one_run_per_training(repo):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("betasched")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    train = [r for r in runs if r.data.tags.get("stage") == "train"]
+    assert len(train) == 12
+    r = train[0]
+    assert {"preset", "device", "data_copy", "git_commit"} <= set(r.data.tags)
+    assert r.data.tags["preset"] == "smoke"
+    history = client.get_metric_history(r.info.run_id, "momentum")
+    assert len(history) == int(r.data.metrics["steps_done"])
+    assert client.get_metric_history(r.info.run_id, "test_acc")
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"model.pt", "steps.csv", "curves.png"} <= artifacts
+    assert any(k.startswith("system/") for k in r.data.metrics)
+
+
+def test_exp_run_studies_another_schedule_from_cache(repo):
+    out = dvc(repo, "exp", "run", "-S", "schedule=hybrid")
+    assert "Running stage 'train@" not in out
+    assert "Running stage 'prepare'" not in out
+    params = (repo / "params.yaml").read_text()
+    assert "schedule: hybrid" in params and "preset: smoke" in params

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from betasched.errors import ConfigError
+from betasched.scheduler import MomentumScheduler, warmup_cosine
+
+
+def _param():
+    return torch.nn.Parameter(torch.zeros(3))
+
+
+def _grad_step(opt, p, g):
+    p.grad = torch.full_like(p, g)
+    opt.step()
+
+
+def test_sgd_uses_the_scheduled_momentum():
+    p = _param()
+    opt = torch.optim.SGD([p], lr=0.01, momentum=0.5)
+    sched = MomentumScheduler(opt, "beta")  # lr 0.01 -> mu 0.8
+    assert sched.get_last_momentum() == [pytest.approx(0.8)]
+    _grad_step(opt, p, 1.0)   # buf = 1
+    _grad_step(opt, p, 1.0)   # buf = 0.8 * 1 + 1 = 1.8
+    buf = opt.state[p]["momentum_buffer"]
+    assert torch.allclose(buf, torch.full((3,), 1.8))
+    assert torch.allclose(p.detach(), torch.full((3,), -0.01 * (1 + 1.8)))
+
+
+@pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.AdamW])
+def test_adam_uses_the_scheduled_beta1(cls):
+    p = _param()
+    opt = cls([p], lr=0.0025, betas=(0.5, 0.999), weight_decay=0.0)
+    sched = MomentumScheduler(opt, "beta")  # 1 - 2 * 0.05 = 0.9
+    assert opt.param_groups[0]["betas"] == (pytest.approx(0.9), 0.999)
+    _grad_step(opt, p, 1.0)  # exp_avg = 0.1
+    _grad_step(opt, p, 2.0)  # exp_avg = 0.9 * 0.1 + 0.1 * 2 = 0.29
+    assert torch.allclose(opt.state[p]["exp_avg"], torch.full((3,), 0.29))
+    assert sched.get_last_momentum() == [pytest.approx(0.9)]
+
+
+def test_clip_above_quarter_lr_is_counted():
+    opt = torch.optim.SGD([_param()], lr=0.5, momentum=0.9)
+    sched = MomentumScheduler(opt, "beta", max_momentum=0.99)
+    assert opt.param_groups[0]["momentum"] == 0.0
+    assert sched.clipped_steps == 1
+    opt.param_groups[0]["lr"] = 0.0  # beta -> 1, clipped to max_momentum
+    sched.step()
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.99)
+    assert sched.clipped_steps == 2
+
+
+def test_constant_matched_rescales_lr_but_keeps_the_lr_schedule():
+    def lrs(schedule):
+        p = _param()
+        opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+        lr_sched = warmup_cosine(opt, 3, 10)
+        mom = MomentumScheduler(opt, schedule, total_steps=10)
+        out = []
+        for _ in range(10):
+            out.append((mom.get_last_nominal_lr()[0], opt.param_groups[0]["lr"]))
+            _grad_step(opt, p, 1.0)
+            lr_sched.step()
+            mom.step()
+        return out
+
+    plain, matched = lrs("constant"), lrs("constant_matched")
+    assert [n for n, _ in plain] == pytest.approx([n for n, _ in matched])
+    for nominal, applied in matched:
+        mu_beta = min(max(1 - 2 * nominal ** 0.5, 0), 0.99)
+        assert applied / (1 - 0.9) == pytest.approx(nominal / (1 - mu_beta))
+
+
+def test_state_dict_round_trip():
+    opt = torch.optim.SGD([_param()], lr=0.1, momentum=0.9)
+    a = MomentumScheduler(opt, "demon", total_steps=10)
+    for _ in range(4):
+        a.step()
+    b = MomentumScheduler(torch.optim.SGD([_param()], lr=0.1, momentum=0.9), "demon", total_steps=10)
+    b.load_state_dict(a.state_dict())
+    a.step()
+    b.step()
+    assert a.get_last_momentum() == b.get_last_momentum()
+    assert b.last_step == 5
+
+
+def test_optimizer_without_momentum_is_rejected():
+    with pytest.raises(ConfigError, match="neither 'momentum' nor 'betas'"):
+        MomentumScheduler(torch.optim.Adagrad([_param()], lr=0.1), "beta")
+
+
+def test_step_rules_need_total_steps():
+    with pytest.raises(ConfigError, match="total_steps"):
+        MomentumScheduler(torch.optim.SGD([_param()], lr=0.1, momentum=0.9), "demon")
