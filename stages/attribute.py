@@ -1,4 +1,6 @@
 """Stage attribute: score the layer groups of every model of the studied schedule, on validation."""
+import time
+
 import pandas as pd
 
 from betasched import plots, tracking
@@ -11,13 +13,16 @@ from betasched.study import ATTRIBUTION_DIR, attribute_run, studied_runs
 
 @one_line_errors
 def attribute_stage() -> None:
+    start = time.perf_counter()
     params = load_params()
     cfg = params["attribution"]
+    entries = studied_runs(params)
     data, _ = load_prepared()  # only x_val / y_val are read: the test set is never used here
-    results = [attribute_run(entry, data, cfg) for entry in studied_runs(params)]
+    results = [attribute_run(entry, data, cfg) for entry in entries]
     with atomic_dir(ATTRIBUTION_DIR) as tmp:
         for res in results:
             write_json(tmp / f"{res['run']}.json", res)
+        write_json(tmp / "timing.json", {"wall_seconds": time.perf_counter() - start})
     heat = pd.DataFrame({f"{r['optimizer']}/s{r['seed']}": r["scores"] for r in results})
     plots.attribution_heatmap(heat, f"{cfg['method']} per group, schedule={params['schedule']}",
                               "plots/attribution.png")

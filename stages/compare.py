@@ -1,4 +1,6 @@
 """Stage compare: every run -> metrics/compare.{json,csv} and the comparison plots."""
+import time
+
 from betasched import plots, tracking
 from betasched.compare import collect, long_frames, summarize
 from betasched.config import load_params
@@ -8,6 +10,7 @@ from betasched.io import atomic_path, write_json
 
 @one_line_errors
 def compare_stage() -> None:
+    start = time.perf_counter()
     params = load_params()
     runs = collect(params)
     nested, table = summarize(runs, params["train"]["targets"])
@@ -19,6 +22,7 @@ def compare_stage() -> None:
     plots.steps_to_target(table, "plots/steps_to_target.png")
     with atomic_path("metrics/compare.csv") as tmp:
         table.to_csv(tmp, index=False)
+    nested["meta"]["wall_seconds"] = time.perf_counter() - start
     write_json("metrics/compare.json", nested)
     with tracking.run("compare", tracking.stage_tags("compare", params), system_metrics=False):
         tracking.log_artifacts(["metrics/compare.json", "metrics/compare.csv", "plots/accuracy.png",

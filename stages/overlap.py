@@ -1,5 +1,6 @@
 """Stage overlap: SGD vs Adam problem layers, against chance, seeds and parameter count."""
 import json
+import time
 
 from betasched import plots, tracking
 from betasched.config import load_params
@@ -11,12 +12,14 @@ from betasched.study import ATTRIBUTION_DIR, studied_runs
 
 @one_line_errors
 def overlap_stage() -> None:
+    start = time.perf_counter()
     params = load_params()
     records = [json.loads((ATTRIBUTION_DIR / f"{e['run']}.json").read_text()) for e in studied_runs(params)]
     summary = summarize(records, params["attribution"]["k"])
     summary.update(schedule=params["schedule"], method=params["attribution"]["method"],
                    verdict=verdict(summary))
     plots.score_profiles(records, "plots/overlap_profiles.png")
+    summary["wall_seconds"] = time.perf_counter() - start
     write_json("metrics/overlap.json", summary)
     with tracking.run(f"overlap-{params['schedule']}", tracking.stage_tags("overlap", params),
                       system_metrics=False):

@@ -37,6 +37,8 @@ def run_with(repo, edit, cmd):
 
 TRAIN = ["stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
 PREPARE = ["stages/prepare.py"]
+ATTRIBUTE = ["stages/attribute.py"]
+REPAIR = ["stages/repair.py"]
 
 
 def _set(path, value):
@@ -60,6 +62,13 @@ CASES = [
     ("batch zero", _set("train.batch_size", 0), TRAIN, "train.batch_size=0"),
     ("bad hybrid switch", _set("momentum.hybrid", {"switch": 2}), TRAIN, "switch=2"),
     ("unknown data source", _set("data.source", "s3"), PREPARE, "unknown data.source 's3'"),
+    ("unknown attribution method", _set("attribution.method", "shap"), ATTRIBUTE, "unknown attribution.method 'shap'"),
+    ("unknown granularity", _set("attribution.granularity", "neuron"), ATTRIBUTE, "unknown attribution.granularity"),
+    ("k zero", _set("attribution.k", 0), ATTRIBUTE, "attribution.k=0"),
+    ("k all groups", _set("attribution.k", 7), ATTRIBUTE, "attribution.k=7"),
+    ("repair zero steps", _set("repair.steps", 0), REPAIR, "repair.steps=0"),
+    ("studied schedule not trained", lambda p: p["matrix"].update(schedules=["constant"]), ATTRIBUTE,
+     "schedule='beta' was not trained"),
     ("cifar missing offline", lambda p: p["data"].update(source="cifar10", raw_dir="nowhere"),
      PREPARE, "cifar-10-python.tar.gz"),
     ("corrupt jpeg archive", lambda p: p["data"].update(source="imagefolder", archive="params.yaml"),
@@ -85,3 +94,24 @@ def test_unknown_preset_leaves_params_untouched(repo):
     assert "preset/huge" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert (repo / "params.yaml").read_text() == params
     assert not list(repo.glob(".params.yaml.*"))
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    import torch
+
+    from betasched.errors import CheckpointError
+    from betasched.model import ResNet18
+    from betasched.runs import load_model
+
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(CheckpointError, match="missing.pt is missing: run `dvc repro train`"):
+        load_model(missing)
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"state_dict": ResNet18(4).state_dict(), "width": 4}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="truncated.pt cannot be loaded"):
+        load_model(truncated)
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save({"state_dict": ResNet18(4).state_dict(), "width": 8}, mismatched)
+    with pytest.raises(CheckpointError, match="does not match the CIFAR ResNet-18"):
+        load_model(mismatched)

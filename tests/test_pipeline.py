@@ -62,9 +62,52 @@ def test_mlflow_has_one_run_per_training(repo):
     assert any(k.startswith("system/") for k in r.data.metrics)
 
 
+def test_overlap_has_every_field(repo):
+    ov = json.loads((repo / "metrics/overlap.json").read_text())
+    assert ov["schedule"] == "beta" and ov["k"] == 3 and ov["n_groups"] == 7
+    cross = ov["sgd_vs_adam"]
+    assert len(cross["pairs"]) == 1 and len(cross["pairs"][0]["top_k_a"]) == 3
+    assert 0.0 <= cross["jaccard_mean"] <= 1.0 and -1.0 <= cross["kendall_tau_mean"] <= 1.0
+    assert cross["jaccard_ci95"] is None  # one seed: no interval, never a fake one
+    assert ov["chance"]["p_identical_set"] == 1 / 35
+    assert ov["same_optimizer_seeds"]["note"].startswith("one seed")
+    assert len(ov["parameter_count"]["top_k"]) == 3 and ov["verdict"]
+    records = sorted(p.name for p in (repo / "attribution").glob("*-s0.json"))
+    assert records == ["adam-beta-s0.json", "sgd-beta-s0.json"]
+    rec = json.loads((repo / "attribution/sgd-beta-s0.json").read_text())
+    assert rec["split"] == "val" and rec["n_errors"] > 0 and sum(rec["param_counts"].values()) > 0
+
+
+def test_repair_has_every_arm(repo):
+    rep = json.loads((repo / "metrics/repair.json").read_text())
+    assert rep["splits"] == {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
+    for model in rep["models"]:
+        arms = [a["arm"] for a in model["arms"]]
+        assert arms[:6] == ["flagged", "full", "fc_only", "lowest_k", "param_matched", "auto_rgn"]
+        assert sum(a.startswith("random_") for a in arms) == 3
+        for a in model["arms"]:
+            assert a["fixed"] - a["broken"] == a["net"] and 0 < a["param_fraction"] <= 1
+        assert next(a for a in model["arms"] if a["arm"] == "full")["param_fraction"] == 1.0
+
+
+def test_report_has_all_five_claims(repo):
+    report = (repo / "REPORT.md").read_text()
+    claims = json.loads((repo / "metrics/claims.json").read_text())["claims"]
+    assert [c["claim"] for c in claims] == [1, 2, 3, 4, 5]
+    for c in claims:
+        assert c["verdict"] in ("confirmed", "refuted", "inconclusive")
+        assert f"| {c['claim']} | " in report
+    for section in ("Effective-LR confound", "Time to target", "Layer overlap", "Surgical repair", "Provenance"):
+        assert section in report
+    assert (repo / "plots/momentum_schedules.png").stat().st_size > 10_000
+
+
 def test_exp_run_studies_another_schedule_from_cache(repo):
     out = dvc(repo, "exp", "run", "-S", "schedule=hybrid")
     assert "Running stage 'train@" not in out
     assert "Running stage 'prepare'" not in out
+    for stage in ("attribute", "overlap", "repair", "report"):
+        assert f"Running stage '{stage}'" in out
     params = (repo / "params.yaml").read_text()
     assert "schedule: hybrid" in params and "preset: smoke" in params
+    assert json.loads((repo / "metrics/overlap.json").read_text())["schedule"] == "hybrid"

@@ -138,6 +138,7 @@ def attribute(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, meth
         "n_errors": len(wrong),
         "n_correct": len(right),
         "n_images": len(labels),
+        "error_indices": wrong.tolist(),
         "param_counts": {n: sum(p.numel() for p in ps) for n, ps in groups.items()},
     }
 

@@ -79,6 +79,28 @@ def validate(params: dict) -> None:
     for t in train["targets"]:
         if not 0 < t <= 1:
             raise ConfigError(f"train.targets has {t}: targets are accuracies in (0, 1]")
+    _validate_diagnostic(params)
+
+
+def _validate_diagnostic(params: dict) -> None:
+    from .attribution import GRANULARITIES, METHODS
+
+    attr, rep = params.get("attribution"), params.get("repair")
+    if attr is not None:
+        if attr["method"] not in METHODS:
+            raise ConfigError(f"unknown attribution.method {attr['method']!r}: choose one of {', '.join(METHODS)}")
+        if attr["granularity"] not in GRANULARITIES:
+            raise ConfigError(f"unknown attribution.granularity {attr['granularity']!r}: "
+                              f"choose one of {', '.join(GRANULARITIES)}")
+        if attr["granularity"] == "group" and not (isinstance(attr["k"], int) and 0 < attr["k"] < 7):
+            raise ConfigError(f"attribution.k={attr['k']} must be an integer with 0 < k < 7 (ResNet-18's groups)")
+        _positive(attr["k"], "attribution.k", integer=True)
+        _positive(attr["batch_size"], "attribution.batch_size", integer=True)
+    if rep is not None:
+        _positive(rep["steps"], "repair.steps", integer=True)
+        _positive(rep["lr"], "repair.lr")
+        _positive(rep["batch_size"], "repair.batch_size", integer=True)
+        _positive(rep["n_random"], "repair.n_random", integer=True)
 
 
 def run_name(optimizer: str, schedule: str, seed: int) -> str:

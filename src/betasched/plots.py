@@ -84,3 +84,31 @@ def score_profiles(records: list[dict], path) -> None:
     ax.set_yscale("log")
     ax.set_title("attribution score per layer group")
     _save(fig, path)
+
+
+def repair_bars(table: pd.DataFrame, path) -> None:
+    """Net fixes per arm; random draws shown as their spread (points) and mean (bar)."""
+    t = table.assign(kind=[a if not a.startswith("random_") else "random" for a in table["arm"]])
+    g = sns.catplot(data=t, x="kind", y="net", col="run", kind="bar", errorbar=("pi", 100),
+                    height=3.5, aspect=1.5, color="#8fb3d9")
+    for ax, (_, sub) in zip(g.axes.flat, t.groupby("run", sort=False)):
+        rnd = sub[sub.kind == "random"]
+        sns.stripplot(data=rnd, x="kind", y="net", ax=ax, color="black", size=4,
+                      order=list(dict.fromkeys(t["kind"])))
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.tick_params(axis="x", rotation=30)
+    g.set_axis_labels("arm", "net fixes on test (F - B)")
+    _save(g.figure, path)
+
+
+def momentum_schedules(steps: pd.DataFrame, path) -> None:
+    """mu(t) of every schedule (seed 0), against exact critical damping (1 - sqrt(lr))^2."""
+    first = steps[steps["seed"] == steps["seed"].min()]
+    g = sns.relplot(data=first, x="step", y="momentum", hue="schedule", col="optimizer", kind="line",
+                    height=3.5, aspect=1.3, errorbar=None, facet_kws={"sharex": False})
+    for ax, (_, sub) in zip(g.axes.flat, first.groupby("optimizer", sort=False)):
+        ref = sub[sub["schedule"] == sub["schedule"].iloc[0]].sort_values("step")
+        exact = (1 - ref["lr"].clip(lower=0) ** 0.5) ** 2
+        ax.plot(ref["step"], exact.clip(upper=0.99), "k--", linewidth=1, label="critical damping (exact)")
+        ax.legend(fontsize=7, loc="lower left")
+    _save(g.figure, path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +35,7 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int) -> RunCon
 def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR) -> dict:
     from .plots import run_curves
 
+    start = time.perf_counter()
     cfg = run_config(params, optimizer, schedule, seed)
     data, manifest = load_prepared()
     name = run_name(optimizer, schedule, seed)
@@ -55,6 +57,7 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
             pd.DataFrame(steps).to_csv(tmp / "steps.csv", index=False)
             pd.DataFrame(evals).to_csv(tmp / "evals.csv", index=False)
             run_curves(pd.DataFrame(steps), pd.DataFrame(evals), name, tmp / "curves.png")
+            summary["wall_seconds"] = time.perf_counter() - start
             write_json(tmp / "metrics.json", summary)
             tracking.log_series(active.info.run_id, steps, ("loss", "lr", "momentum", "effective_lr"))
             final = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and v is not None}

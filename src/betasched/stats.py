@@ -10,13 +10,13 @@ N_BOOT = 10_000
 
 
 def bootstrap_ci(values, stat=np.mean, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
-    """Percentile bootstrap CI of ``stat`` over the values (one per seed). None below 2 values."""
+    """Percentile bootstrap CI of ``stat`` (called with axis=1) over the values, one per seed.
+    None below 2 values: one seed gives no interval."""
     xs = np.asarray([v for v in values if v is not None], dtype=float)
     if len(xs) < 2:
         return None
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(xs), (n_boot, len(xs)))
-    boot = np.apply_along_axis(stat, 1, xs[draws])
+    boot = stat(xs[rng.integers(0, len(xs), (n_boot, len(xs)))], axis=1)
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return [float(lo), float(hi)]
 
@@ -24,8 +24,8 @@ def bootstrap_ci(values, stat=np.mean, n_boot: int = N_BOOT, seed: int = 0, leve
 def paired_bootstrap_ci(a, b, stat, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
     """CI of stat(a_resampled, b_resampled), resampling seed *pairs* together.
 
-    a and b are aligned per seed (same seed, two arms). ``stat`` may return None or inf
-    (e.g. a censored median); such draws are kept as inf so that they push the CI out.
+    a and b are aligned per seed (same seed, two arms). ``stat`` may return inf (a censored
+    arm: kept, it pushes the CI out) or None (undefined: that draw is dropped).
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2:
@@ -35,9 +35,26 @@ def paired_bootstrap_ci(a, b, stat, n_boot: int = N_BOOT, seed: int = 0, level: 
     for i in range(n_boot):
         idx = rng.integers(0, len(a), len(a))
         v = stat(a[idx], b[idx])
-        out[i] = math.inf if v is None else v
-    lo, hi = np.quantile(out, [(1 - level) / 2, (1 + level) / 2])
+        out[i] = math.nan if v is None else v
+    out = out[~np.isnan(out)]  # draws where the statistic is undefined (both arms censored)
+    if len(out) == 0:
+        return None
+    # No interpolation: between two censored (inf) draws it would give NaN.
+    lo, hi = np.quantile(out, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
     return [None if math.isinf(lo) else float(lo), None if math.isinf(hi) else float(hi)]
+
+
+def ratio_of_medians(num, den) -> float | None:
+    """Speed-up: censored median steps of ``num`` over those of ``den`` (inf = not reached).
+    inf when only ``num`` never reached; 0 when only ``den`` never reached; None when neither did."""
+    m_num, m_den = censored_median(list(num)), censored_median(list(den))
+    if m_num is None and m_den is None:
+        return None
+    if m_num is None:
+        return math.inf
+    if m_den is None:
+        return 0.0
+    return m_num / m_den
 
 
 def censored_median(values) -> float | None:

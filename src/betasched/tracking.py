@@ -19,7 +19,6 @@ _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 # Fail fast on an unreachable server instead of retrying for minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def tracking_uri() -> str:
@@ -50,6 +49,7 @@ def setup(experiment: str = EXPERIMENT) -> str:
     """Point MLflow at the store and create the experiment once; returns the experiment id."""
     import mlflow
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level
     uri = tracking_uri()
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from betasched.errors import ConfigError
+from betasched.model import ResNet18
+from betasched.repair import (Budget, build_arms, matched_draw, percentile_among, repair_outcome,
+                              surgical_finetune)
+from betasched.stats import mcnemar_exact
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    data = {"x_train": torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8),
+            "y_train": torch.randint(0, 10, (64,))}
+    return ResNet18(width=4), data
+
+
+def test_frozen_parameters_are_bit_for_bit_unchanged(tiny):
+    model, data = tiny
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    repaired, _ = surgical_finetune(model, ["layer3", "fc"], data, Budget(steps=3, lr=0.1, batch_size=16))
+    for n, p in repaired.named_parameters():
+        if n.startswith(("layer3", "fc")):
+            assert not torch.equal(p, before[n]), n
+        else:
+            assert torch.equal(p, before[n]), n
+    for n, b in repaired.named_buffers():  # BN running statistics stay frozen
+        assert torch.equal(b, buffers[n]), n
+    # The original model is untouched.
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n])
+
+
+def test_trained_fraction_counts_the_parameters(tiny):
+    model, data = tiny
+    _, fraction = surgical_finetune(model, ["layer4", "fc"], data, Budget(steps=1, batch_size=8))
+    total = sum(p.numel() for p in model.parameters())
+    counted = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("layer4", "fc")))
+    assert fraction == counted / total
+
+
+def test_outcome_on_a_hand_made_prediction_pair():
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    before = torch.tensor([0, 1, 2, 3, 9, 9, 9, 9])  # 4 right
+    after = torch.tensor([0, 1, 9, 3, 4, 5, 6, 9])   # fixed 4,5,6; broke 2
+    out = repair_outcome(before, after, labels)
+    assert (out["fixed"], out["broken"], out["net"]) == (3, 1, 2)
+    assert out["acc_before"] == 0.5 and out["acc_after"] == 0.75
+
+
+def test_mcnemar_exact_on_known_tables():
+    # Discordant 1 vs 9: two-sided binomial p = 2 * (1 + 10) / 2^10 = 0.021484375.
+    assert mcnemar_exact(9, 1) == pytest.approx(0.021484375)
+    assert mcnemar_exact(1, 9) == pytest.approx(0.021484375)
+    assert mcnemar_exact(5, 5) == 1.0
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(6, 0) == pytest.approx(2 / 64)
+
+
+def test_bad_budget_and_groups(tiny):
+    model, data = tiny
+    with pytest.raises(ConfigError, match="steps=0"):
+        Budget(steps=0)
+    with pytest.raises(ConfigError, match="group list is empty"):
+        surgical_finetune(model, [], data, Budget(steps=1))
+    with pytest.raises(ConfigError, match="no layer group named layer9"):
+        surgical_finetune(model, ["layer9"], data, Budget(steps=1))
+
+
+def test_arms_and_matched_draw():
+    sizes = {"conv1": 1728, "bn1": 128, "layer1": 147968, "layer2": 525568,
+             "layer3": 2099712, "layer4": 8393728, "fc": 5130}
+    scores = {g: float(i) for i, g in enumerate(sizes)}
+    record = {"scores": scores, "param_counts": sizes, "problem_layers": ["fc", "layer4", "layer3"]}
+    arms = build_arms(record, k=3, n_random=4, seed=0)
+    names = [a["arm"] for a in arms]
+    assert names[:6] == ["flagged", "full", "fc_only", "lowest_k", "param_matched", "auto_rgn"]
+    assert sum(a.get("random", False) for a in arms) == 4
+    assert set(next(a for a in arms if a["arm"] == "lowest_k")["groups"]) == {"bn1", "conv1", "layer1"}
+    pick, frac = matched_draw(sizes, ["layer1", "layer2"], seed=0)
+    want = sizes["layer1"] + sizes["layer2"]
+    assert set(pick) != {"layer1", "layer2"}
+    assert abs(frac * sum(sizes.values()) - want) <= 0.05 * want
+    assert percentile_among(3, [1, 2, 3, 4]) == pytest.approx(62.5)
