@@ -13,7 +13,7 @@ from betasched.report import claims_table, render
 
 def _timings(runs, outputs: dict) -> dict:
     t = {"prepare": outputs["manifest"].get("wall_seconds", 0.0),
-         "train (sum over runs)": sum(r.get("wall_seconds", 0.0) for r in runs)}
+         "train (sum over runs)": sum(r["timing"].get("wall_seconds", 0.0) for r in runs)}
     for name in ("compare", "attribute", "overlap", "repair"):
         t[name] = outputs[name].get("wall_seconds", 0.0)
     return t
@@ -25,7 +25,7 @@ def report_stage() -> None:
     params = load_params()
     runs = collect(params)
     load = lambda p: json.loads(open(p).read())  # noqa: E731
-    outputs = {"manifest": load("data/prepared/manifest.json"), "compare": load("metrics/compare.json")["meta"],
+    outputs = {"manifest": load("data/prepared/manifest.json"), "compare": load("metrics/timing.json"),
                "overlap": load("metrics/overlap.json"), "repair": load("metrics/repair.json"),
                "attribute": load("attribution/timing.json")}
     targets, seeds = params["train"]["targets"], params["matrix"]["seeds"]

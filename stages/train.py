@@ -10,7 +10,7 @@ from betasched.runs import execute
 def train_stage(optimizer: str, schedule: str, seed: int) -> None:
     params = load_params()
     summary = execute(params, optimizer, schedule, seed)
-    state = "diverged at step %s" % summary["diverged_at_step"] if summary["diverged"] else "done"
+    state = f"diverged at step {summary['diverged_at_step']}" if summary["diverged"] else "done"
     print(f"{optimizer}/{schedule}/s{seed}: {state}, final test acc {summary['final_test_acc']}, "
           f"{summary['images_per_second']:.0f} img/s")
 

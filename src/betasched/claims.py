@@ -41,7 +41,7 @@ def steps_by_seed(runs: list[dict], optimizer: str, schedule: str, target: float
     for s in seeds:
         r = by_seed.get(s)
         hit = None if r is None or r["diverged"] else r["targets"].get(key)
-        out.append(math.inf if hit is None else hit["step"])
+        out.append(math.inf if hit is None else hit)
     return out
 
 
@@ -65,8 +65,8 @@ def time_to_target(runs, optimizer, schedules, targets, seeds) -> list[dict]:
             secs = []
             for r in runs:
                 if r["optimizer"] == optimizer and r["schedule"] == sched:
-                    hit = None if r["diverged"] else r["targets"].get(_target_key(t))
-                    secs.append(math.inf if hit is None else hit["seconds"])
+                    hit = None if r["diverged"] else r["timing"]["target_seconds"].get(_target_key(t))
+                    secs.append(math.inf if hit is None else hit)
             med = lambda xs: censored_median([None if math.isinf(x) else x for x in xs])  # noqa: E731
             rows.append({
                 "schedule": sched, "target": t, "median_steps": med(steps),

@@ -20,7 +20,9 @@ def collect(params: dict, runs_dir: Path = RUNS_DIR) -> list[dict]:
     ]
 
 
-def summarize(runs: list[dict], targets: list[float]) -> tuple[dict, pd.DataFrame]:
+def summarize(runs: list[dict], targets: list[float]) -> tuple[dict, dict, pd.DataFrame]:
+    """(compare.json content, timing content, long table). The first is identical between
+    two runs with the same seeds on a CPU; seconds go to the second."""
     rows = []
     by_arm: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -30,10 +32,11 @@ def summarize(runs: list[dict], targets: list[float]) -> tuple[dict, pd.DataFram
         for t in targets:
             key = _target_key(t)
             hits = [None if r["diverged"] else r["targets"][key] for r in group]
+            secs = [None if r["diverged"] else r["timing"]["target_seconds"][key] for r in group]
             rows.append({
                 "optimizer": opt, "schedule": sched, "target": t, "n_seeds": len(group),
-                "median_steps": censored_median([h and h["step"] for h in hits]),
-                "median_seconds": censored_median([h and h["seconds"] for h in hits]),
+                "median_steps": censored_median(hits),
+                "median_seconds": censored_median(secs),
                 "reached_frac": sum(h is not None for h in hits) / len(hits),
                 "final_test_acc": sum(finished) / len(finished) if finished else None,
                 "diverged": sum(r["diverged"] for r in group),
@@ -46,14 +49,17 @@ def summarize(runs: list[dict], targets: list[float]) -> tuple[dict, pd.DataFram
         for r in table.itertuples()
     ]
     nested: dict = {}
+    timing: dict = {}  # wall-clock seconds: never identical between runs, so kept apart
     for r in table.to_dict("records"):
         arm = nested.setdefault(r["optimizer"], {}).setdefault(r["schedule"], {
             "n_seeds": r["n_seeds"], "final_test_acc": r["final_test_acc"], "diverged": r["diverged"],
         })
         arm[_target_key(r["target"])] = {
-            k: r[k] for k in ("median_steps", "median_seconds", "reached_frac", "speedup_vs_constant")
+            k: r[k] for k in ("median_steps", "reached_frac", "speedup_vs_constant")
         }
-    return _clean(nested), table
+        timing.setdefault(r["optimizer"], {}).setdefault(r["schedule"], {})[_target_key(r["target"])] = {
+            "median_seconds": r["median_seconds"]}
+    return _clean(nested), _clean(timing), table
 
 
 def _clean(obj):

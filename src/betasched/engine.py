@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError
 from .model import ResNet18
+from .checkpoint import rng_state, set_rng_state
 from .scheduler import MomentumScheduler, warmup_cosine
 
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1) * 255
@@ -87,8 +88,8 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
-def autocast(device: torch.device):
-    if device.type == "cuda":
+def autocast(device):
+    if torch.device(device).type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -112,8 +113,13 @@ def build_model(width: int, device, channels_last: bool) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def train(cfg: RunConfig, data: dict, on_eval=None):
-    """Train one run. Returns (model, step rows, eval rows, summary)."""
+def train(cfg: RunConfig, data: dict, on_eval=None, checkpoint=None, checkpoint_every: int = 0):
+    """Train one run. Returns (model, step rows, eval rows, summary, timing).
+
+    ``checkpoint``: (save_fn, state or None). save_fn(state) is called every
+    ``checkpoint_every`` steps; a state from an earlier, killed process resumes the run exactly.
+    Everything but ``timing`` (wall-clock seconds) is identical for the same seed on a CPU.
+    """
     device = pick_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -135,75 +141,107 @@ def train(cfg: RunConfig, data: dict, on_eval=None):
     mom_sched = MomentumScheduler(
         opt, cfg.schedule, total_steps=total, max_momentum=cfg.max_momentum, **cfg.schedule_options
     )
+    save_fn, state = checkpoint if checkpoint is not None else (None, None)
+    steps, evals, reached, eval_seconds = [], [], {_target_key(t): None for t in cfg.targets}, []
+    step, train_seconds, perm = 0, 0.0, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        lr_sched.load_state_dict(state["lr_scheduler"])
+        mom_sched.load_state_dict(state["momentum_scheduler"])
+        set_rng_state(state["rng"], gen)
+        steps, evals, reached = state["steps"], state["evals"], state["reached"]
+        step, train_seconds, eval_seconds, perm = state["step"], state["train_seconds"], state["eval_seconds"], state["perm"]
 
-    steps, evals, reached = [], [], {t: None for t in cfg.targets}
     losses = []
-    train_seconds, diverged = 0.0, None
-    bar = tqdm(total=total, desc=f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed}", disable=not cfg.progress)
-    step = 0
+    bar = tqdm(total=total, initial=step, desc=f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed}", disable=not cfg.progress)
     t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        perm = torch.randperm(n, generator=gen, device=device)
-        for b in range(steps_per_epoch):
-            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            xb = normalize(augment(x_train[idx], gen), cfg.channels_last)
-            with autocast(device):
-                loss = F.cross_entropy(step_fn(xb), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            lr_nominal, mu = mom_sched.get_last_nominal_lr()[0], mom_sched.get_last_momentum()[0]
-            lr_applied = opt.param_groups[0]["lr"]
-            opt.step()
-            lr_sched.step()
-            mom_sched.step()
-            step += 1
-            losses.append(loss.detach())
-            steps.append({"step": step, "epoch": epoch, "lr": lr_nominal, "lr_applied": lr_applied,
-                          "momentum": mu, "effective_lr": lr_applied / (1.0 - mu)})
-            bar.update(1)
-            if step % cfg.eval_every and step != total:
-                continue
+
+    def flush_losses():
+        if not losses:
+            return
+        for row, value in zip(steps[len(steps) - len(losses):], torch.stack(losses).float().tolist()):
+            row["loss"] = value
+        losses.clear()
+
+    while step < total:
+        epoch, b = divmod(step, steps_per_epoch)
+        if b == 0:  # a resumed run restores the epoch's permutation from its checkpoint
+            perm = torch.randperm(n, generator=gen, device=device)
+        idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        xb = normalize(augment(x_train[idx], gen), cfg.channels_last)
+        with autocast(device):
+            loss = F.cross_entropy(step_fn(xb), y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr_nominal, mu = mom_sched.get_last_nominal_lr()[0], mom_sched.get_last_momentum()[0]
+        lr_applied = opt.param_groups[0]["lr"]
+        opt.step()
+        lr_sched.step()
+        mom_sched.step()
+        step += 1
+        losses.append(loss.detach())
+        steps.append({"step": step, "epoch": epoch, "lr": lr_nominal, "lr_applied": lr_applied,
+                      "momentum": mu, "effective_lr": lr_applied / (1.0 - mu)})
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == total:
             # Sync point: pull the pending losses, check for divergence, evaluate.
-            for row, value in zip(steps[len(steps) - len(losses):], torch.stack(losses).float().tolist()):
-                row["loss"] = value
-            losses.clear()
+            flush_losses()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             train_seconds += time.perf_counter() - t0
             bad = [r["step"] for r in steps[-cfg.eval_every:] if not math.isfinite(r["loss"])]
             if bad:
-                diverged = bad[0]
                 bar.close()
-                return model, steps, evals, _summary(cfg, total, step, train_seconds, evals, reached, mom_sched, diverged)
+                return model, steps, evals, *_summary(cfg, total, step, train_seconds, evals, reached,
+                                                      eval_seconds, mom_sched, bad[0])
             acc = (predict(model, x_test, device, cfg.channels_last) == y_test).float().mean().item()
-            evals.append({"step": step, "seconds": train_seconds, "test_acc": acc})
+            evals.append({"step": step, "test_acc": acc})
+            eval_seconds.append(train_seconds)
             for t in cfg.targets:
-                if reached[t] is None and acc >= t:
-                    reached[t] = {"step": step, "seconds": train_seconds}
+                if reached[_target_key(t)] is None and acc >= t:
+                    reached[_target_key(t)] = step
             bar.set_postfix(loss=f"{steps[-1]['loss']:.3f}", acc=f"{acc:.3f}")
             if on_eval is not None:
                 on_eval(step, acc)
             t0 = time.perf_counter()
+        if save_fn is not None and checkpoint_every and step % checkpoint_every == 0 and step < total:
+            flush_losses()
+            save_fn({
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "lr_scheduler": lr_sched.state_dict(), "momentum_scheduler": mom_sched.state_dict(),
+                "rng": rng_state(gen), "steps": steps, "evals": evals, "reached": reached, "step": step,
+                "train_seconds": train_seconds + time.perf_counter() - t0, "eval_seconds": eval_seconds,
+                "perm": perm,
+            })
     bar.close()
-    return model, steps, evals, _summary(cfg, total, step, train_seconds, evals, reached, mom_sched, diverged)
+    return model, steps, evals, *_summary(cfg, total, step, train_seconds, evals, reached, eval_seconds,
+                                          mom_sched, None)
 
 
-def _summary(cfg, total, step, seconds, evals, reached, mom_sched, diverged) -> dict:
-    return {
+def _summary(cfg, total, step, seconds, evals, reached, eval_seconds, mom_sched, diverged):
+    """(summary, timing): the summary is deterministic; wall-clock seconds go to timing."""
+    at = dict(zip((e["step"] for e in evals), eval_seconds))
+    summary = {
         "optimizer": cfg.optimizer,
         "schedule": cfg.schedule,
         "seed": cfg.seed,
         "total_steps": total,
         "steps_done": step,
-        "train_seconds": seconds,
-        "images_per_second": step * cfg.batch_size / seconds if seconds else None,
         "final_test_acc": evals[-1]["test_acc"] if evals else None,
         "best_test_acc": max((e["test_acc"] for e in evals), default=None),
-        "targets": {_target_key(t): reached[t] for t in cfg.targets},
+        "targets": {k: v for k, v in reached.items()},
         "clipped_steps": mom_sched.clipped_steps,
         "diverged": diverged is not None,
         "diverged_at_step": diverged,
     }
+    timing = {
+        "train_seconds": seconds,
+        "images_per_second": step * cfg.batch_size / seconds if seconds else None,
+        "target_seconds": {k: (at.get(v) if v is not None else None) for k, v in reached.items()},
+        "eval_seconds": eval_seconds,
+    }
+    return summary, timing
 
 
 def _target_key(t: float) -> str:

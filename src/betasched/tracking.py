@@ -104,7 +104,9 @@ def standard_tags(stage: str, preset: str, device: str, data_copy: str) -> dict:
 
 
 @contextlib.contextmanager
-def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool = True, nested=False):
+def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool = True, nested=False,
+        run_id: str | None = None):
+    """An MLflow run; ``run_id`` re-opens an earlier one (a training resumed after a kill)."""
     import mlflow
 
     experiment_id = setup()
@@ -112,8 +114,8 @@ def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool 
         mlflow.set_system_metrics_sampling_interval(2)
         mlflow.set_system_metrics_samples_before_logging(1)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=name, tags=tags,
-        log_system_metrics=system_metrics, nested=nested,
+        run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=None if run_id else name,
+        tags=tags, log_system_metrics=system_metrics, nested=nested,
     ) as active:
         if params:
             mlflow.log_params(flatten(params))
