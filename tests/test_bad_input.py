@@ -10,12 +10,27 @@ from conftest import ROOT, env_with_venv, make_repo
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    return make_repo(tmp_path_factory.mktemp("bad") / "repo")
+    repo = make_repo(tmp_path_factory.mktemp("bad") / "repo")
+    subprocess.run([sys.executable, "stages/prepare.py"], cwd=repo, env=env_with_venv(), check=True,
+                   capture_output=True)
+    return repo
 
 
 def snapshot(repo):
     return {p.relative_to(repo): p.stat().st_mtime_ns for p in repo.rglob("*")
             if p.is_file() and ".git" not in p.parts and "__pycache__" not in p.parts}
+
+
+def assert_clean_failure(repo, cmd, expected, **env):
+    """Non-zero exit, one line naming the problem, and no new or changed file."""
+    before = snapshot(repo)
+    out = subprocess.run([sys.executable, *cmd], cwd=repo, env=env_with_venv(**env),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert snapshot(repo) == before
 
 
 def run_with(repo, edit, cmd):
@@ -115,3 +130,52 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     torch.save({"state_dict": ResNet18(4).state_dict(), "width": 8}, mismatched)
     with pytest.raises(CheckpointError, match="does not match the CIFAR ResNet-18"):
         load_model(mismatched)
+
+
+def test_tampered_prepared_data(repo):
+    data = repo / "data/prepared/data.pt"
+    original = data.read_bytes()
+    data.write_bytes(original[:-16] + bytes(16))
+    try:
+        assert_clean_failure(repo, TRAIN, "does not match its manifest's sha256")
+    finally:
+        data.write_bytes(original)
+
+
+def test_corrupt_checkpoint(repo):
+    import json as _json
+
+    from betasched.checkpoint import run_key
+    from betasched.config import load_params
+    from betasched.runs import run_config
+
+    params = load_params(repo / "params.yaml")
+    sha = _json.loads((repo / "data/prepared/manifest.json").read_text())["data_sha256"]
+    ckpt = repo / ".checkpoints" / f"sgd-beta-s0-{run_key(run_config(params, 'sgd', 'beta', 0), sha)}.pt"
+    ckpt.parent.mkdir(exist_ok=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    try:
+        assert_clean_failure(repo, TRAIN, "cannot be loaded")
+    finally:
+        ckpt.unlink()
+
+
+def test_corrupt_model_file(repo):
+    run = repo / "runs/sgd-beta-s0"
+    run.mkdir(parents=True)
+    (run / "model.pt").write_bytes(b"\x80\x02garbage")
+    try:
+        assert_clean_failure(repo, ATTRIBUTE, "model.pt cannot be loaded")
+    finally:
+        import shutil
+
+        shutil.rmtree(repo / "runs")
+
+
+def test_unreachable_tracking_server(repo):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert_clean_failure(repo, PREPARE, "is unreachable", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")

@@ -67,8 +67,9 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
             save_torch(tmp / "model.pt", {"state_dict": model.state_dict(), "width": cfg.width,
                                           "num_classes": 10})
             pd.DataFrame(steps).to_csv(tmp / "steps.csv", index=False)
-            pd.DataFrame(evals).to_csv(tmp / "evals.csv", index=False)
-            run_curves(pd.DataFrame(steps), pd.DataFrame(evals), name, tmp / "curves.png")
+            evals_df = pd.DataFrame(evals, columns=["step", "test_acc"])  # a header even when empty
+            evals_df.to_csv(tmp / "evals.csv", index=False)
+            run_curves(pd.DataFrame(steps), evals_df, name, tmp / "curves.png")
             write_json(tmp / "metrics.json", summary)
             tracking.log_series(active.info.run_id, steps, ("loss", "lr", "momentum", "effective_lr"))
             final = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and v is not None}
