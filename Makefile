@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SHARED_ARCHIVE := ../shared/data/cifar10-jpeg.tar.xz
 PRESET ?=
+JOBS ?= 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test data params ui clean
+.PHONY: install repro test data params ui bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,14 +30,28 @@ data:
 params: $(STAMP)
 	$(BIN)/python -m betasched.config $(if $(PRESET),preset=$(PRESET))
 
+# JOBS=N runs N train stages at once (DVC locks per path, so independent stages may run
+# side by side); each gets its share of the cores. Then plain `dvc repro` finishes the rest.
 repro: $(STAMP) data
-	$(if $(PRESET),$(BIN)/python -m betasched.config preset=$(PRESET) &&) $(BIN)/dvc repro
+	$(if $(PRESET),$(BIN)/python -m betasched.config preset=$(PRESET))
+ifneq ($(JOBS),1)
+	$(BIN)/dvc repro prepare
+	$(BIN)/dvc stage list --name-only | grep '^train@' | \
+	  xargs -P $(JOBS) -I{} env OMP_NUM_THREADS=$$(( $$(nproc) / $(JOBS) > 0 ? $$(nproc) / $(JOBS) : 1 )) \
+	  $(BIN)/dvc repro -s {}
+endif
+	$(BIN)/dvc repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(abspath mlflow.db)
+
+# Engine vs a textbook DataLoader loop, alternating; writes metrics/bench.json.
+bench: $(STAMP) data
+	test -f data/prepared/data.pt || $(BIN)/dvc repro prepare
+	$(BIN)/python bench/throughput.py --widths 16 64 --steps 10 --rounds 3
 
 clean:
 	rm -rf runs data/prepared metrics/*.json metrics/*.csv plots/*.png

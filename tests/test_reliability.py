@@ -47,8 +47,10 @@ def test_sigkill_then_rerun_resumes_to_identical_metrics(repo, tmp_path):
     ref = tmp_path / "ref"
     (repo / "runs/sgd-beta-s0").rename(ref)
 
-    proc = subprocess.Popen(TRAIN, cwd=repo, env=env_with_venv(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    # Kill `dvc repro` itself, with the training it started (one process group), like a lost job.
+    dvc_train = ["dvc", "repro", "-s", "train@sgd-beta-0"]
+    proc = subprocess.Popen(dvc_train, cwd=repo, env=env_with_venv(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt_dir = repo / ".checkpoints"
     deadline = time.time() + 120
     while not (ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pt"))):
@@ -56,11 +58,11 @@ def test_sigkill_then_rerun_resumes_to_identical_metrics(repo, tmp_path):
         assert time.time() < deadline
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (repo / "runs/sgd-beta-s0").exists()  # no partial output
 
-    out = _run(repo, TRAIN)
+    out = _run(repo, dvc_train)
     assert out.returncode == 0, out.stderr
     assert "resuming from step" in out.stdout
     for name in ("metrics.json", "steps.csv", "evals.csv"):

@@ -73,7 +73,10 @@ def render(claims, runs, overlap, repair, params, meta, timings) -> str:
     parts.append("A ratio above 1 means beta is faster. If beta beats constant but not "
                  "constant_matched, its speed-up comes from the smaller effective step α/(1−μ), "
                  "not from the momentum rule.")
+    diverged = [f"{r['optimizer']}/{r['schedule']}/s{r['seed']} (step {r['diverged_at_step']})"
+                for r in runs if r["diverged"]]
     parts.append("## Time to target (five methods and the control)")
+    parts.append("Diverged runs (counted as never reaching a target): " + (", ".join(diverged) or "none") + ".")
     for opt in params["matrix"]["optimizers"]:
         tt = time_to_target(runs, opt, scheds, targets, seeds)
         final = {s: _mean([r["final_test_acc"] for r in runs if r["optimizer"] == opt and r["schedule"] == s
