@@ -71,8 +71,8 @@ def time_engine(model, opt, x_train, y_train, steps, batch, device, gen, channel
     return time.perf_counter() - start
 
 
-def bench(width, steps, rounds, batch, device, raw, channels_last, workers, compile_):
-    data, _ = load_prepared()
+def bench(width, steps, rounds, batch, device, raw, channels_last, workers, compile_, prepared):
+    data, _ = load_prepared(prepared)
     x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,12 +110,14 @@ def main():
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--raw", default="data/raw")
+    p.add_argument("--prepared", default="data/prepared")
     p.add_argument("--out", default="metrics/bench.json")
     a = p.parse_args()
     device = pick_device(a.device)
     results = {}
     for w in a.widths:
-        r = bench(w, a.steps, a.rounds, a.batch, device, Path(a.raw), not a.no_channels_last, a.workers, a.compile)
+        r = bench(w, a.steps, a.rounds, a.batch, device, Path(a.raw), not a.no_channels_last, a.workers,
+                  a.compile, a.prepared)
         results[f"width_{w}"] = r
         print(f"{device.type} width {w:>3}: DataLoader {r['baseline_images_per_s']:7.1f} img/s | "
               f"engine {r['engine_images_per_s']:7.1f} img/s | ratio {r['ratio_median']:.2f} "

@@ -10,11 +10,12 @@ from betasched.data import load_prepared
 from betasched.engine import pick_device
 from betasched.errors import one_line_errors
 from betasched.io import atomic_path, write_json
-from betasched.repair import Budget, build_arms, run_arms
+from betasched.repair import budget_from_params, build_arms, flat_rows, run_arms
 from betasched.runs import load_model
 from betasched.study import ATTRIBUTION_DIR, studied_runs
 
 SPLITS = {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
+METRICS = ("fixed", "broken", "net", "acc_before", "acc_after", "mcnemar_p", "param_fraction")
 
 
 @one_line_errors
@@ -32,33 +33,25 @@ def repair_stage() -> None:
 
         for entry in entries:
             record = json.loads((ATTRIBUTION_DIR / f"{entry['run']}.json").read_text())
-            budget = Budget(steps=cfg["steps"], lr=cfg["lr"], batch_size=cfg["batch_size"],
-                            weight_decay=cfg["weight_decay"], schedule=params["schedule"],
-                            schedule_options=params["momentum"].get(params["schedule"]) or {},
-                            max_momentum=params["momentum"]["max_momentum"], seed=entry["seed"],
-                            upweight_errors=cfg["upweight_errors"])
 
-            def log_arm(r, entry=entry):
+            def log_arm(r, entry=entry):  # one child run per arm, under the repair run
                 with mlflow.start_run(run_name=f"{entry['run']}/{r['arm']}", nested=True,
                                       tags={"arm": r["arm"], "groups": ",".join(r["groups"])}):
-                    mlflow.log_metrics({m: float(r[m]) for m in ("fixed", "broken", "net", "acc_before",
-                                        "acc_after", "mcnemar_p", "param_fraction")})
+                    mlflow.log_metrics({m: float(r[m]) for m in METRICS})
 
-            arms = run_arms(load_model(entry["dir"] / "model.pt", device), record, data, budget,
+            arms = run_arms(load_model(entry["dir"] / "model.pt", device), record, data,
+                            budget_from_params(params, entry["seed"]),
                             build_arms(record, k, cfg["n_random"], entry["seed"]), device, log_arm)
             models.append({"run": entry["run"], "optimizer": entry["optimizer"], "seed": entry["seed"],
                            "problem_layers": record["problem_layers"], "arms": arms})
-            rows += [{"run": entry["run"], "optimizer": entry["optimizer"], "seed": entry["seed"],
-                      **{k2: v for k2, v in a.items() if k2 != "groups"}, "groups": "+".join(a["groups"])}
-                     for a in arms]
+            rows += flat_rows(entry, arms)
         table = pd.DataFrame(rows)
         plots.repair_bars(table, "plots/repair.png")
         with atomic_path("metrics/repair.csv") as tmp:
             table.to_csv(tmp, index=False)
-        write_json("metrics/repair.json", {"schedule": params["schedule"], "splits": SPLITS,
-                                           "n_test": len(data["y_test"]),
-                                           "wall_seconds": time.perf_counter() - start,
-                                           "budget": cfg, "k": k, "models": models})
+        write_json("metrics/repair.json", {"schedule": params["schedule"], "splits": SPLITS, "budget": cfg,
+                                           "k": k, "models": models, "n_test": len(data["y_test"]),
+                                           "wall_seconds": time.perf_counter() - start})
         tracking.log_artifacts(["metrics/repair.json", "metrics/repair.csv", "plots/repair.png"])
     print(table[["run", "arm", "groups", "net", "fixed", "broken", "param_fraction",
                  "percentile_among_random"]].to_string(index=False))

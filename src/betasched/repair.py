@@ -203,3 +203,18 @@ def run_arms(model, record: dict, data: dict, budget: Budget, arms: list[dict], 
     for r in out:
         r["percentile_among_random"] = percentile_among(r["net"], nets)
     return out
+
+
+def budget_from_params(params: dict, seed: int) -> Budget:
+    cfg, schedule = params["repair"], params["schedule"]
+    return Budget(steps=cfg["steps"], lr=cfg["lr"], batch_size=cfg["batch_size"],
+                  weight_decay=cfg["weight_decay"], schedule=schedule,
+                  schedule_options=params["momentum"].get(schedule) or {},
+                  max_momentum=params["momentum"]["max_momentum"], seed=seed,
+                  upweight_errors=cfg["upweight_errors"])
+
+
+def flat_rows(entry: dict, arms: list[dict]) -> list[dict]:
+    """One CSV row per arm, groups joined with '+'."""
+    return [{"run": entry["run"], "optimizer": entry["optimizer"], "seed": entry["seed"],
+             **{k: v for k, v in a.items() if k != "groups"}, "groups": "+".join(a["groups"])} for a in arms]
