@@ -12,7 +12,7 @@ from betasched.report import claims_table, render
 
 
 def _timings(runs, outputs: dict) -> dict:
-    t = {"prepare": outputs["manifest"].get("wall_seconds", 0.0),
+    t = {"prepare": outputs["prepare"]["wall_seconds"],
          "train (sum over runs)": sum(r["timing"].get("wall_seconds", 0.0) for r in runs)}
     for name in ("compare", "attribute", "overlap", "repair"):
         t[name] = outputs[name].get("wall_seconds", 0.0)
@@ -25,9 +25,10 @@ def report_stage() -> None:
     params = load_params()
     runs = collect(params)
     load = lambda p: json.loads(open(p).read())  # noqa: E731
-    outputs = {"manifest": load("data/prepared/manifest.json"), "compare": load("metrics/timing.json"),
+    outputs = {"manifest": load("data/prepared/manifest.json"), "prepare": load("metrics/prepare_timing.json"),
+               "compare": load("metrics/timing.json"),
                "overlap": load("metrics/overlap.json"), "repair": load("metrics/repair.json"),
-               "attribute": load("attribution/timing.json")}
+               "attribute": load("metrics/attribute_timing.json")}
     targets, seeds = params["train"]["targets"], params["matrix"]["seeds"]
     claims = claim_rows(runs, outputs["overlap"], outputs["repair"], params, targets, seeds)
     _, steps = long_frames(runs)

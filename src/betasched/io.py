@@ -56,8 +56,10 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def save_torch(path: str | Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file object: torch.save(obj, path) names the zip's root after the (random) temp
+    # file, so the same tensors would give different bytes and a different DVC hash.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def load_torch(path: str | Path, rerun: str, map_location="cpu"):
