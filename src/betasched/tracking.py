@@ -158,10 +158,5 @@ def log_artifacts(paths: list[str | Path]) -> None:
 
 def log_to_run(run_id: str, metrics: dict[str, float]) -> None:
     """Add final metrics to an existing (finished) run, e.g. a training run's attribution."""
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
     setup()
-    now = int(time.time() * 1000)
-    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                             synchronous=True)
+    log_series(run_id, [{"step": 0, **metrics}], tuple(metrics))
