@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SHARED_ARCHIVE := ../shared/data/cifar10-jpeg.tar.xz
 PRESET ?=
-JOBS ?= 1
+JOBS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test data params ui bench clean
+.PHONY: install repro test data params ui bench bench-ablation bench-matrix clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,16 +30,12 @@ data:
 params: $(STAMP)
 	$(BIN)/python -m betasched.config $(if $(PRESET),preset=$(PRESET))
 
-# JOBS=N runs N train stages at once (DVC locks per path, so independent stages may run
-# side by side); each gets its share of the cores. Then plain `dvc repro` finishes the rest.
+# The train stages run JOBS at a time (auto: one per GPU, else one per core), each its own
+# `dvc repro -s` with cores/JOBS threads (betasched.parallel); plain `dvc repro` does the rest.
 repro: $(STAMP) data
 	$(if $(PRESET),$(BIN)/python -m betasched.config preset=$(PRESET))
-ifneq ($(JOBS),1)
 	$(BIN)/dvc repro prepare
-	$(BIN)/dvc stage list --name-only | grep '^train@' | \
-	  xargs -P $(JOBS) -I{} env OMP_NUM_THREADS=$$(( $$(nproc) / $(JOBS) > 0 ? $$(nproc) / $(JOBS) : 1 )) \
-	  $(BIN)/dvc repro -s {}
-endif
+	$(BIN)/python -m betasched.parallel --jobs $(JOBS)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
@@ -50,8 +46,18 @@ ui: $(STAMP)
 
 # Engine vs a textbook DataLoader loop, alternating; writes metrics/bench.json.
 bench: $(STAMP) data
-	test -f data/prepared/data.pt || $(BIN)/dvc repro prepare
+	$(BIN)/dvc repro prepare
 	$(BIN)/python bench/throughput.py --widths 16 64 --steps 10 --rounds 3
+
+# Each engine speed-up alone (precision, channels_last, SGD step, threads, compile); metrics/ablation.json.
+bench-ablation: $(STAMP) data
+	$(BIN)/dvc repro prepare
+	bash bench/ablation.sh
+
+# The train matrix one after another in one process, then JOBS processes side by side.
+bench-matrix: $(STAMP) data
+	$(BIN)/dvc repro prepare
+	$(BIN)/python bench/matrix.py $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS))
 
 clean:
 	rm -rf runs data/prepared metrics/*.json metrics/*.csv plots/*.png

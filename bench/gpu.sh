@@ -4,16 +4,19 @@
 #     against the plain DataLoader loop on the same device, alternating;
 #  2. one paper-preset training epoch end to end (full CIFAR-10, width 64, batch 128).
 # Smoke-test it on a CPU:  bash bench/gpu.sh --device cpu --steps 5
+# (on a CPU it runs a slice: batch 64 unless --batch says otherwise, and a few hundred images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEVICE=auto; STEPS=50
+DEVICE=auto; STEPS=50; BATCH=
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
-    *) echo "error: unknown option $1 (use --device DEV --steps N)" >&2; exit 2 ;;
+    --batch) BATCH=$2; shift 2 ;;
+    *) echo "error: unknown option $1 (use --device DEV --steps N --batch B)" >&2; exit 2 ;;
   esac
 done
+BATCH=${BATCH:-$([ "$DEVICE" = cpu ] && echo 64 || echo 512)}
 PY=${PY:-python3}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 mkdir -p data/raw
@@ -25,20 +28,25 @@ WORKERS=$([ "$DEVICE" = cpu ] && echo 0 || echo 4)
 ROUNDS=$([ "$DEVICE" = cpu ] && echo 1 || echo 3)
 # The paper's split (45k / 5k / 10k) and params, composed into the scratch folder: the
 # workspace's params.yaml and data/prepared stay as they are.
-$PY - "$SCRATCH" <<'PYEOF'
+# On a CPU (the smoke run) only a slice: enough images for the steps asked.
+$PY - "$SCRATCH" "$DEVICE" "$STEPS" <<'PYEOF'
 import sys
 from pathlib import Path
 from dvc.utils.hydra import compose_and_dump
 from betasched.data import prepare
-scratch = Path(sys.argv[1])
+scratch, cpu, steps = Path(sys.argv[1]), sys.argv[2] == "cpu", int(sys.argv[3])
 compose_and_dump(scratch / "params.yaml", str(Path("conf").resolve()), None, "config", str(Path.cwd()),
                  ["preset=paper"])
-prepare(dict(source="auto", raw_dir="data/raw", archive=None, n_train=None, n_val=5000, n_test=None,
-             split_seed=0), scratch / "prepared")
+split = dict(n_train=max(1000, steps * 128), n_val=500, n_test=1000) if cpu else \
+    dict(n_train=None, n_val=5000, n_test=None)
+prepare(dict(source="auto", raw_dir="data/raw", archive=None, split_seed=0, **split), scratch / "prepared")
 PYEOF
-$PY bench/throughput.py --device "$DEVICE" --widths 64 --batch 512 --steps "$STEPS" --rounds "$ROUNDS" \
+$PY bench/throughput.py --device "$DEVICE" --widths 64 --batch "$BATCH" --steps "$STEPS" --rounds "$ROUNDS" \
   --workers "$WORKERS" $([ "$DEVICE" = cpu ] || echo --compile) --prepared "$SCRATCH/prepared" \
   --out "$OUT_DIR/bench_gpu.json"
+$PY -c "import json,sys; r=json.load(open(sys.argv[1]))['width_64']; print(f\"engine epoch (45,000 images) \
+at {r['engine_images_per_s']:.0f} img/s: {45000 / r['engine_images_per_s']:.2f} s; DataLoader loop: \
+{45000 / r['baseline_images_per_s']:.2f} s; ratio {r['ratio_median']:.2f}\")" "$OUT_DIR/bench_gpu.json"
 $PY - "$DEVICE" "$STEPS" "$SCRATCH" <<'PYEOF'
 import sys, time
 from betasched.config import load_params
@@ -50,10 +58,12 @@ params = load_params(f"{scratch}/params.yaml")
 data, _ = load_prepared(f"{scratch}/prepared")
 cfg = run_config(params, "sgd", "beta", 0)
 cfg.device, cfg.epochs, cfg.progress, cfg.warmup_epochs = device, 1, False, 0
-if device == "cpu":  # smoke: a slice of one epoch
+if device == "cpu":  # smoke: a slice of one epoch, uncompiled (compiling takes ~40 s on 2 cores)
+    cfg.compile = False
     data = dict(data, x_train=data["x_train"][: steps * cfg.batch_size], y_train=data["y_train"][: steps * cfg.batch_size])
 start = time.perf_counter()
 *_, summary, timing = train(cfg, data)
 print(f"paper-preset epoch ({summary['total_steps']} steps, width {cfg.width}, batch {cfg.batch_size}, "
-      f"{device}): {time.perf_counter() - start:.2f} s end to end, {timing['train_seconds']:.2f} s training")
+      f"{summary['precision']}, compile {cfg.compile}, {device}): {time.perf_counter() - start:.2f} s end "
+      f"to end (model build, compilation and 2 evaluations included), {timing['train_seconds']:.2f} s training")
 PYEOF

@@ -23,7 +23,7 @@ from torchvision import transforms
 from torchvision.datasets import CIFAR10, ImageFolder
 
 from betasched.data import JPEG_ARCHIVE, OFFICIAL_ARCHIVE, load_prepared
-from betasched.engine import augment, build_model, normalize, pick_device
+from betasched.engine import augment, autocast, build_model, normalize, pick_device, resolve_precision
 
 
 def baseline_dataset(raw: Path, workdir: Path):
@@ -55,13 +55,12 @@ def time_baseline(model, opt, loader, steps, device, channels_last):
     return time.perf_counter() - start
 
 
-def time_engine(model, opt, x_train, y_train, steps, batch, device, gen, channels_last):
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+def time_engine(model, opt, x_train, y_train, steps, batch, device, gen, channels_last, precision):
     start = time.perf_counter()
     for _ in range(steps):
         idx = torch.randint(0, len(y_train), (batch,), device=device, generator=gen)
         xb = normalize(augment(x_train[idx], gen), channels_last)
-        with autocast:
+        with autocast(device, precision):
             loss = F.cross_entropy(model(xb), y_train[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -71,7 +70,8 @@ def time_engine(model, opt, x_train, y_train, steps, batch, device, gen, channel
     return time.perf_counter() - start
 
 
-def bench(width, steps, rounds, batch, device, raw, channels_last, workers, compile_, prepared):
+def bench(width, steps, rounds, batch, device, raw, channels_last, workers, compile_, prepared, precision,
+          step_impl="foreach"):
     data, _ = load_prepared(prepared)
     x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -83,20 +83,22 @@ def bench(width, steps, rounds, batch, device, raw, channels_last, workers, comp
         ours = build_model(width, device, channels_last)
         ours_step = torch.compile(ours) if compile_ else ours
         opt_p = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
-        opt_o = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
+        impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[step_impl]
+        opt_o = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9, **impl)
         # Warm-up (and compilation) outside the timed rounds, reported apart.
         time_baseline(plain, opt_p, loader, 2, device, False)
-        warm = time_engine(ours_step, opt_o, x_train, y_train, 2, batch, device, gen, channels_last)
+        warm = time_engine(ours_step, opt_o, x_train, y_train, 2, batch, device, gen, channels_last, precision)
         base, eng = [], []
         for _ in range(rounds):
             base.append(steps * batch / time_baseline(plain, opt_p, loader, steps, device, False))
             eng.append(steps * batch / time_engine(ours_step, opt_o, x_train, y_train, steps, batch, device,
-                                                   gen, channels_last))
+                                                   gen, channels_last, precision))
     ratio = [e / b for e, b in zip(eng, base)]
     return {"width": width, "batch": batch, "steps": steps, "rounds": rounds, "baseline_dataset": kind,
             "baseline_images_per_s": statistics.median(base), "engine_images_per_s": statistics.median(eng),
             "ratio_median": statistics.median(ratio), "ratio_min": min(ratio), "warmup_s": warm,
-            "channels_last": channels_last, "compile": compile_, "threads": torch.get_num_threads()}
+            "channels_last": channels_last, "compile": compile_, "precision": precision, "step": step_impl,
+            "threads": torch.get_num_threads()}
 
 
 def main():
@@ -109,18 +111,22 @@ def main():
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--precision", default="auto", help="the engine's: auto | bf16 | fp32 (the baseline is fp32)")
+    p.add_argument("--step", default="foreach", choices=["foreach", "fused", "loop"],
+                   help="the engine's SGD step implementation")
     p.add_argument("--raw", default="data/raw")
     p.add_argument("--prepared", default="data/prepared")
     p.add_argument("--out", default="metrics/bench.json")
     a = p.parse_args()
     device = pick_device(a.device)
+    precision = resolve_precision(a.precision, device)
     results = {}
     for w in a.widths:
         r = bench(w, a.steps, a.rounds, a.batch, device, Path(a.raw), not a.no_channels_last, a.workers,
-                  a.compile, a.prepared)
+                  a.compile, a.prepared, precision, a.step)
         results[f"width_{w}"] = r
         print(f"{device.type} width {w:>3}: DataLoader {r['baseline_images_per_s']:7.1f} img/s | "
-              f"engine {r['engine_images_per_s']:7.1f} img/s | ratio {r['ratio_median']:.2f} "
+              f"engine ({precision}) {r['engine_images_per_s']:7.1f} img/s | ratio {r['ratio_median']:.2f} "
               f"(min {r['ratio_min']:.2f}) over {a.rounds} alternating rounds of {a.steps} steps")
     results["device"] = str(device)
     if a.out:

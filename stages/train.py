@@ -1,6 +1,8 @@
 """Stage train: one (optimizer, schedule, seed) run -> runs/<optimizer>-<schedule>-s<seed>/."""
 import argparse
+import sys
 
+from betasched import distributed
 from betasched.config import load_params
 from betasched.errors import one_line_errors
 from betasched.runs import execute
@@ -9,7 +11,12 @@ from betasched.runs import execute
 @one_line_errors
 def train_stage(optimizer: str, schedule: str, seed: int) -> None:
     params = load_params()
+    # train.nproc > 1: the same run as N data-parallel ranks (torchrun, one node).
+    distributed.relaunch(params["train"].get("nproc", 1), __file__, sys.argv[1:])
     summary = execute(params, optimizer, schedule, seed)
+    distributed.teardown()
+    if not summary:  # a rank other than 0
+        return
     state = f"diverged at step {summary['diverged_at_step']}" if summary["diverged"] else "done"
     print(f"{optimizer}/{schedule}/s{seed}: {state}, final test acc {summary['final_test_acc']}, "
           f"{summary['images_per_second']:.0f} img/s")

@@ -76,6 +76,9 @@ CASES = [
     ("epochs zero", _set("train.epochs", 0), TRAIN, "train.epochs=0"),
     ("batch zero", _set("train.batch_size", 0), TRAIN, "train.batch_size=0"),
     ("bad hybrid switch", _set("momentum.hybrid", {"switch": 2}), TRAIN, "switch=2"),
+    ("unknown precision", _set("train.precision", "fp8"), TRAIN, "unknown train.precision 'fp8'"),
+    ("nproc zero", _set("train.nproc", 0), TRAIN, "train.nproc=0"),
+    ("batch not divisible by ranks", _set("train.nproc", 5), TRAIN, "not divisible by train.nproc=5"),
     ("unknown data source", _set("data.source", "s3"), PREPARE, "unknown data.source 's3'"),
     ("unknown attribution method", _set("attribution.method", "shap"), ATTRIBUTE, "unknown attribution.method 'shap'"),
     ("unknown granularity", _set("attribution.granularity", "neuron"), ATTRIBUTE, "unknown attribution.granularity"),
@@ -179,3 +182,7 @@ def test_unreachable_tracking_server(repo):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     assert_clean_failure(repo, PREPARE, "is unreachable", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+
+
+def test_bad_parallel_jobs(repo):
+    assert_clean_failure(repo, ["-m", "betasched.parallel", "--jobs", "zero"], "--jobs='zero' must be")

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .engine import _target_key
+from .engine import target_key
 from .stats import bootstrap_ci, censored_median, paired_bootstrap_ci, ratio_of_medians
 
 FIVE = ("constant", "beta", "hybrid", "onecycle", "demon")
@@ -35,7 +35,7 @@ def verdict(ci, null: float, paper: float, paper_side: str = "above") -> str:
 
 def steps_by_seed(runs: list[dict], optimizer: str, schedule: str, target: float, seeds) -> list:
     """Steps to target per seed, inf when not reached (censored) or diverged."""
-    key = _target_key(target)
+    key = target_key(target)
     by_seed = {r["seed"]: r for r in runs if r["optimizer"] == optimizer and r["schedule"] == schedule}
     out = []
     for s in seeds:
@@ -65,19 +65,15 @@ def time_to_target(runs, optimizer, schedules, targets, seeds) -> list[dict]:
             secs = []
             for r in runs:
                 if r["optimizer"] == optimizer and r["schedule"] == sched:
-                    hit = None if r["diverged"] else r["timing"]["target_seconds"].get(_target_key(t))
+                    hit = None if r["diverged"] else r["timing"]["target_seconds"].get(target_key(t))
                     secs.append(math.inf if hit is None else hit)
             med = lambda xs: censored_median([None if math.isinf(x) else x for x in xs])  # noqa: E731
             rows.append({
                 "schedule": sched, "target": t, "median_steps": med(steps),
-                "steps_ci95": bootstrap_ci(steps, stat=_censored_axis_median) if _frac(steps) == 1 else None,
+                "steps_ci95": bootstrap_ci(steps, stat=np.median) if _frac(steps) == 1 else None,
                 "median_seconds": med(secs), "reached_frac": _frac(steps), "n_seeds": len(steps),
             })
     return rows
-
-
-def _censored_axis_median(x, axis=1):
-    return np.median(x, axis=axis)
 
 
 def hybrid_fastest(runs, optimizer, target, seeds) -> dict:

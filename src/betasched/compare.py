@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import run_name
-from .engine import _target_key
+from .engine import target_key
 from .runs import RUNS_DIR, load_run
 from .stats import censored_median
 
@@ -30,7 +30,7 @@ def summarize(runs: list[dict], targets: list[float]) -> tuple[dict, dict, pd.Da
     for (opt, sched), group in by_arm.items():
         finished = [r["final_test_acc"] for r in group if not r["diverged"]]
         for t in targets:
-            key = _target_key(t)
+            key = target_key(t)
             hits = [None if r["diverged"] else r["targets"][key] for r in group]
             secs = [None if r["diverged"] else r["timing"]["target_seconds"][key] for r in group]
             rows.append({
@@ -54,10 +54,10 @@ def summarize(runs: list[dict], targets: list[float]) -> tuple[dict, dict, pd.Da
         arm = nested.setdefault(r["optimizer"], {}).setdefault(r["schedule"], {
             "n_seeds": r["n_seeds"], "final_test_acc": r["final_test_acc"], "diverged": r["diverged"],
         })
-        arm[_target_key(r["target"])] = {
+        arm[target_key(r["target"])] = {
             k: r[k] for k in ("median_steps", "reached_frac", "speedup_vs_constant")
         }
-        timing.setdefault(r["optimizer"], {}).setdefault(r["schedule"], {})[_target_key(r["target"])] = {
+        timing.setdefault(r["optimizer"], {}).setdefault(r["schedule"], {})[target_key(r["target"])] = {
             "median_seconds": r["median_seconds"]}
     return _clean(nested), _clean(timing), table
 

@@ -72,6 +72,12 @@ def validate(params: dict) -> None:
     _positive(train["batch_size"], "train.batch_size", integer=True)
     _positive(train["eval_every"], "train.eval_every", integer=True)
     _positive(params["model"]["width"], "model.width", integer=True)
+    _positive(train.get("nproc", 1), "train.nproc", integer=True)
+    if train.get("precision", "auto") not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"unknown train.precision {train['precision']!r}: choose one of auto, bf16, fp32")
+    if train["batch_size"] % train.get("nproc", 1):
+        raise ConfigError(f"train.batch_size={train['batch_size']} is not divisible by "
+                          f"train.nproc={train['nproc']}: each rank takes an equal shard")
     if not 0 <= train["warmup_epochs"] < train["epochs"]:
         raise ConfigError(
             f"train.warmup_epochs={train['warmup_epochs']} must be in [0, train.epochs)"

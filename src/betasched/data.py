@@ -51,50 +51,69 @@ def _official(raw: Path, download: bool):
     return (*to_tensor(train), *to_tensor(test), info)
 
 
-def _imagefolder(archive: Path, keep: dict[str, np.ndarray] | None = None):
-    """An ImageFolder-layout tarball (train/<class>/*, test/<class>/*), read via ImageFolder."""
-    from torchvision.datasets import ImageFolder
+def _tar_files(archive: Path) -> dict[str, bytes]:
+    """Every regular file of the tarball, in memory (the CIFAR-10 JPEG copy: about 90 MB),
+    read in one decompression pass: no file is written, and the archive is read once."""
+    import lzma
 
-    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise DataError(
-                f"{archive} is corrupt or truncated ({exc or type(exc).__name__}): "
-                "copy it again (the offline copy is ../shared/data/cifar10-jpeg.tar.xz)"
-            ) from exc
-        out = []
-        for split in ("train", "test"):
-            folder = Path(tmp) / split
-            if not folder.is_dir():
-                raise DataError(f"{archive} has no {split}/ folder: it is not an ImageFolder tarball")
-            ds = ImageFolder(str(folder))
-            if tuple(ds.classes) != CLASSES:
-                raise DataError(f"{archive}:{split}/ has classes {ds.classes}, not CIFAR-10's {list(CLASSES)}")
-            labels = torch.tensor(ds.targets)
-            idx = keep[split] if keep is not None else np.arange(len(ds))
-            images = np.stack([np.asarray(ds.loader(ds.samples[i][0]).convert("RGB")) for i in idx])
-            full = torch.zeros(len(ds), 3, 32, 32, dtype=torch.uint8)
-            full[torch.as_tensor(idx)] = torch.from_numpy(images).permute(0, 3, 1, 2)
-            out += [full, labels]
+    try:
+        with tarfile.open(archive) as tar:  # members read in order: one pass; a truncated xz raises
+            return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as exc:
+        raise DataError(
+            f"{archive} is corrupt or truncated ({exc or type(exc).__name__}): "
+            "copy it again (the offline copy is ../shared/data/cifar10-jpeg.tar.xz)"
+        ) from exc
+
+
+def _imagefolder_index(archive: Path, files: dict[str, bytes]) -> dict[str, list[tuple[str, str]]]:
+    """(class, member name) of each split in torchvision ImageFolder's order (class folders
+    sorted, then files sorted; image extensions only), from the names alone."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    index = {"train": [], "test": []}
+    for name in files:
+        parts = Path(name).parts
+        if len(parts) >= 3 and parts[-3] in index and name.lower().endswith(IMG_EXTENSIONS):
+            index[parts[-3]].append((parts[-2], name))
+    for split, entries in index.items():
+        if not entries:
+            raise DataError(f"{archive} has no {split}/ folder: it is not an ImageFolder tarball")
+        classes = sorted({c for c, _ in entries})
+        if tuple(classes) != CLASSES:
+            raise DataError(f"{archive}:{split}/ has classes {classes}, not CIFAR-10's {list(CLASSES)}")
+    return {s: sorted(v) for s, v in index.items()}
+
+
+def _labels(entries: list[tuple[str, str]]) -> torch.Tensor:
+    return torch.tensor([CLASSES.index(c) for c, _ in entries])
+
+
+def _imagefolder(archive: Path, files: dict[str, bytes], index: dict, keep: dict[str, np.ndarray] | None = None):
+    """An ImageFolder-layout tarball (train/<class>/*, test/<class>/*), indexed as torchvision's
+    ImageFolder does and decoded as its loader does (PIL, RGB). Only the images in ``keep``
+    (indices in that order) are decoded; the others stay zero."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for split in ("train", "test"):
+        entries = index[split]
+        idx = np.arange(len(entries)) if keep is None else np.sort(keep[split])
+        full = torch.zeros(len(entries), 3, 32, 32, dtype=torch.uint8)
+        for i in idx:
+            name = entries[i][1]
+            try:
+                image = np.array(Image.open(io.BytesIO(files[name])).convert("RGB"))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"{archive}:{name} is not a readable image ({exc}): copy the archive again") from exc
+            if image.shape != (32, 32, 3):
+                raise DataError(f"{archive}:{name} is {image.shape[1]}x{image.shape[0]}, not CIFAR's 32x32")
+            full[i] = torch.from_numpy(image).permute(2, 0, 1)
+        out += [full, _labels(entries)]
     info = {"kind": "jpeg", "archive": str(archive), "archive_sha256": sha256_file(archive)}
     return (*out, info)
-
-
-def _imagefolder_labels(archive: Path) -> dict[str, torch.Tensor]:
-    """Labels of each split from the member names alone, to choose a subset before decoding."""
-    labels = {"train": [], "test": []}
-    try:
-        with tarfile.open(archive) as tar:
-            names = sorted(m.name for m in tar.getmembers() if m.isfile())
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{archive} is corrupt or truncated ({exc or type(exc).__name__}): copy it again") from exc
-    for name in names:  # ImageFolder's order: class folders sorted, then files sorted
-        parts = Path(name).parts
-        if len(parts) >= 3 and parts[-3] in labels and parts[-2] in CLASSES:
-            labels[parts[-3]].append((parts[-2], name))
-    return {s: torch.tensor([CLASSES.index(c) for c, _ in sorted(v)]) for s, v in labels.items()}
 
 
 def synthetic(n_train: int, n_test: int, seed: int = 0):
@@ -164,13 +183,15 @@ def prepare(cfg: dict, out_dir: str | Path, download: bool = True) -> dict:
     if kind == "synthetic":
         x_tr, y_tr, x_te, y_te, info = synthetic(cfg.get("synthetic_size", 2000), 1000, seed)
     elif kind == "imagefolder":
-        labels = _imagefolder_labels(path)
+        files = _tar_files(path)
+        index = _imagefolder_index(path, files)
+        labels = {s: _labels(v) for s, v in index.items()}
         keep = {}
         val_idx = stratified_pick(labels["train"], n_val, seed)
         tr_idx = stratified_pick(labels["train"], n_train, seed + 1, exclude=val_idx)
         keep["train"] = torch.cat([val_idx, tr_idx]).sort().values.numpy()
         keep["test"] = stratified_pick(labels["test"], n_test, seed + 2).numpy()
-        x_tr, y_tr, x_te, y_te, info = _imagefolder(path, keep)
+        x_tr, y_tr, x_te, y_te, info = _imagefolder(path, files, index, keep)
     else:
         Path(cfg["raw_dir"]).mkdir(parents=True, exist_ok=True)
         try:

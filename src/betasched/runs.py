@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import tracking
+from . import distributed, tracking
 from .config import run_name
 from .data import load_prepared
 from .engine import RunConfig, pick_device, train
@@ -29,18 +29,24 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int) -> RunCon
         max_momentum=m["max_momentum"], schedule_options=dict(m.get(schedule) or {}),
         device=t.get("device", "auto"), channels_last=t.get("channels_last", True),
         compile=t.get("compile", False), threads=t.get("threads", 0),
+        precision=t.get("precision", "auto"), progress=t.get("progress", True),
     )
 
 
 def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR) -> dict:
     """Train one run and write runs/<name>/ whole. A run killed mid-way resumes from its last
-    checkpoint (and its MLflow run) when executed again with the same config and data."""
+    checkpoint (and its MLflow run) when executed again with the same config and data.
+    Under torchrun, every rank trains and rank 0 alone tracks, checkpoints and writes."""
     from . import checkpoint
     from .plots import run_curves
 
     start = time.perf_counter()
     cfg = run_config(params, optimizer, schedule, seed)
     data, manifest = load_prepared()
+    every = params["train"].get("checkpoint_every", 0)
+    if not distributed.ranks().is_main:
+        train(cfg, data, checkpoint_every=every)
+        return {}
     name = run_name(optimizer, schedule, seed)
     ckpt = checkpoint.checkpoint_path(name, checkpoint.run_key(cfg, manifest["data_sha256"]))
     state = checkpoint.load(ckpt)
@@ -60,7 +66,7 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
 
         model, steps, evals, summary, timing = train(
             cfg, data, on_eval=lambda step, acc: mlflow.log_metric("test_acc", acc, step=step),
-            checkpoint=(save, state), checkpoint_every=params["train"].get("checkpoint_every", 0),
+            checkpoint=(save, state), checkpoint_every=every,
         )
         summary.update(data_copy=manifest["data_copy"], device=device)
         with atomic_dir(runs_dir / name) as tmp:

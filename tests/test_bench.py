@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end: the GPU check's CPU smoke, and the train-matrix timer."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, env_with_venv
+
+ARCHIVE = ROOT.parent / "shared/data/cifar10-jpeg.tar.xz"
+
+
+@pytest.mark.skipif(not ARCHIVE.is_file() and not (ROOT / "data/raw/cifar10-jpeg.tar.xz").exists(),
+                    reason="needs the CIFAR-10 JPEG copy in ../shared/data or data/raw")
+def test_gpu_check_cpu_smoke(tmp_path):
+    proc = subprocess.run(["bash", "bench/gpu.sh", "--device", "cpu", "--steps", "5"], cwd=ROOT,
+                          env=env_with_venv(OUT=str(tmp_path)), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "bench_gpu.json").read_text())["width_64"]
+    assert result["batch"] == 64 and result["steps"] == 5  # the CPU slice
+    assert result["engine_images_per_s"] > 0 and result["baseline_images_per_s"] > 0
+    assert "engine epoch (45,000 images)" in proc.stdout
+    assert "paper-preset epoch (5 steps, width 64, batch 128" in proc.stdout
+
+
+def test_gpu_check_rejects_unknown_option():
+    proc = subprocess.run(["bash", "bench/gpu.sh", "--devices", "cpu"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown option --devices (use --device DEV --steps N --batch B)"]
+
+
+def test_matrix_timer(smoke_repo):
+    env = env_with_venv()
+    subprocess.run([sys.executable, "stages/prepare.py"], cwd=smoke_repo, env=env, check=True,
+                   capture_output=True)
+    params = (smoke_repo / "params.yaml").read_text().replace("  - hybrid\n", "").replace("  - onecycle\n", "")
+    params = params.replace("  - demon\n", "").replace("  - constant_matched\n", "").replace("  - adam\n", "")
+    params = params.replace("  threads: 1\n", "  threads: 0\n")  # the timer's budget: cores / jobs
+    (smoke_repo / "params.yaml").write_text(params)
+    db_before = (smoke_repo / "mlflow.db").stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/matrix.py"), "--jobs", "2", "--out", "bench.json"],
+                          cwd=smoke_repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((smoke_repo / "bench.json").read_text())
+    assert result["sequential"]["runs"] == result["parallel"]["runs"] == 2
+    assert (result["sequential"]["jobs"], result["parallel"]["jobs"]) == (1, 2)
+    assert [r["threads"] for r in result["parallel"]["per_run"]] == [max(1, os.cpu_count() // 2)] * 2
+    assert sorted(r["run"] for r in result["parallel"]["per_run"]) == sorted(
+        r["run"] for r in result["sequential"]["per_run"])
+    # The timer leaves the workspace alone: no runs/, nothing new in the MLflow store or artifacts.
+    assert not (smoke_repo / "runs").exists() and not (smoke_repo / "mlartifacts").exists()
+    assert (smoke_repo / "mlflow.db").stat().st_mtime_ns == db_before
