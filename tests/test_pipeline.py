@@ -111,3 +111,19 @@ def test_exp_run_studies_another_schedule_from_cache(repo):
     params = (repo / "params.yaml").read_text()
     assert "schedule: hybrid" in params and "preset: smoke" in params
     assert json.loads((repo / "metrics/overlap.json").read_text())["schedule"] == "hybrid"
+
+
+def test_a_schedule_option_invalidates_only_that_schedules_runs(repo):
+    """Per-run caching: DVC sees momentum.demon's change in the demon runs and nowhere else
+    among the trainings (compare and the stages after it follow their inputs)."""
+    params = repo / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("beta0: 0.9", "beta0: 0.8"))
+    try:
+        status = json.loads(dvc(repo, "status", "--json"))
+    finally:
+        params.write_text(original)
+    stale = sorted(s for s in status if s.startswith("dvc.yaml:train@") or s.startswith("train@"))
+    assert stale and all("-demon-" in s for s in stale), stale
+    assert len(stale) == 2  # sgd and adam, one seed
+    assert json.loads(dvc(repo, "status", "--json")) == {}
