@@ -10,6 +10,7 @@ from .errors import ConfigError
 from .schedules import RULES, check_options
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+PRECISIONS = ("auto", "bf16", "fp32")  # train.precision; resolved per device by engine.resolve_precision
 PRESETS = ("smoke", "laptop", "laptop-seeds", "paper")
 
 
@@ -73,8 +74,8 @@ def validate(params: dict) -> None:
     _positive(train["eval_every"], "train.eval_every", integer=True)
     _positive(params["model"]["width"], "model.width", integer=True)
     _positive(train.get("nproc", 1), "train.nproc", integer=True)
-    if train.get("precision", "auto") not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"unknown train.precision {train['precision']!r}: choose one of auto, bf16, fp32")
+    if train.get("precision", "auto") not in PRECISIONS:
+        raise ConfigError(f"unknown train.precision {train['precision']!r}: choose one of {', '.join(PRECISIONS)}")
     if train["batch_size"] % train.get("nproc", 1):
         raise ConfigError(f"train.batch_size={train['batch_size']} is not divisible by "
                           f"train.nproc={train['nproc']}: each rank takes an equal shard")

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .checkpoint import rng_state, set_rng_state
+from .config import PRECISIONS
 from .errors import ConfigError
 from .model import ResNet18
 from .scheduler import MomentumScheduler, warmup_cosine
@@ -46,9 +47,6 @@ class RunConfig:
     threads: int = 0
     precision: str = "auto"
     progress: bool = True
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
@@ -259,14 +257,14 @@ def train(cfg: RunConfig, data: dict, on_eval=None, checkpoint=None, checkpoint_
             t0 = time.perf_counter()
         if checkpoint_every and step % checkpoint_every == 0 and step < total:
             flush_losses()  # on every rank: it is a collective under DDP
-        if save_fn is not None and checkpoint_every and step % checkpoint_every == 0 and step < total:
-            save_fn({
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "lr_scheduler": lr_sched.state_dict(), "momentum_scheduler": mom_sched.state_dict(),
-                "rng": rng_state(gen), "steps": steps, "evals": evals, "reached": reached, "step": step,
-                "train_seconds": train_seconds + time.perf_counter() - t0, "eval_seconds": eval_seconds,
-                "perm": perm,
-            })
+            if save_fn is not None:
+                save_fn({
+                    "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "lr_scheduler": lr_sched.state_dict(), "momentum_scheduler": mom_sched.state_dict(),
+                    "rng": rng_state(gen), "steps": steps, "evals": evals, "reached": reached, "step": step,
+                    "train_seconds": train_seconds + time.perf_counter() - t0, "eval_seconds": eval_seconds,
+                    "perm": perm,
+                })
     bar.close()
     return model, steps, evals, *_summary(cfg, total, step, train_seconds, evals, reached, eval_seconds,
                                           mom_sched, None, precision, ranks)
