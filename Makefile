@@ -9,11 +9,11 @@ PRESET ?=
 JOBS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test data params ui bench bench-ablation bench-matrix clean
+.PHONY: install repro test data params ui bench bench-ablation bench-matrix core-check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import betasched, torch, torchvision, dvc, mlflow" && touch $(STAMP)
 
 install: $(STAMP)
@@ -28,15 +28,18 @@ data:
 
 # Compose params.yaml from conf/ (make params PRESET=smoke), as `dvc exp run -S preset=...` does.
 params: $(STAMP)
-	$(BIN)/python -m betasched.config $(if $(PRESET),preset=$(PRESET))
+	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET))
 
-# The train stages run JOBS at a time (auto: one per GPU, else one per core), each its own
-# `dvc repro -s` with cores/JOBS threads (betasched.parallel); plain `dvc repro` does the rest.
+# The train stages run JOBS at a time (auto: one per GPU, else cores / train.threads), each its
+# own `dvc repro -s` (betasched.pipeline.parallel); plain `dvc repro` does the rest. Every run
+# uses train.threads threads, so its bytes are those of `dvc repro` or `dvc exp run`.
 repro: $(STAMP) data
-	$(if $(PRESET),$(BIN)/python -m betasched.config preset=$(PRESET))
+	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET),--check)
 	$(BIN)/dvc repro prepare
-	$(BIN)/python -m betasched.parallel --jobs $(JOBS)
+	$(BIN)/python -m betasched.pipeline.parallel --jobs $(JOBS)
 	$(BIN)/dvc repro
+	@$(BIN)/python -m betasched.pipeline.timings
+	@echo "Results: REPORT.md | figures: dvc plots show | runs: make ui (MLflow on http://127.0.0.1:5000)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -59,5 +62,13 @@ bench-matrix: $(STAMP) data
 	$(BIN)/dvc repro prepare
 	$(BIN)/python bench/matrix.py $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS))
 
+# The core alone in a fresh venv, torch installed from its wheel (pip takes it from this disk):
+# the README's library snippets must run there (tests/test_core_install.py links torch instead).
+core-check: $(STAMP)
+	rm -rf .core-venv && $(PY) -m venv .core-venv
+	.core-venv/bin/pip install -q --disable-pip-version-check -c constraints.txt .
+	$(BIN)/python tests/test_core_install.py .core-venv/bin/python
+	rm -rf .core-venv
+
 clean:
-	rm -rf runs data/prepared metrics/*.json metrics/*.csv plots/*.png
+	rm -rf runs data/prepared attribution timings metrics/*.json metrics/*.csv plots/*.png

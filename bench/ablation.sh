@@ -23,7 +23,7 @@ run compiled --compile
 $PY - "$SCRATCH" "$WIDTH" <<'PYEOF'
 import json, sys
 from pathlib import Path
-from betasched.io import write_json
+from betasched.core.files import write_json
 out = {p.stem: json.loads(p.read_text())[f"width_{sys.argv[2]}"] for p in sorted(Path(sys.argv[1]).glob("*.json"))}
 write_json("metrics/ablation.json", out)
 base = out["default"]["ratio_median"]

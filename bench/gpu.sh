@@ -32,11 +32,13 @@ ROUNDS=$([ "$DEVICE" = cpu ] && echo 1 || echo 3)
 $PY - "$SCRATCH" "$DEVICE" "$STEPS" <<'PYEOF'
 import sys
 from pathlib import Path
-from dvc.utils.hydra import compose_and_dump
-from betasched.data import prepare
+import shutil
+from betasched.pipeline.compose import compose_params
+from betasched.training.data import prepare
 scratch, cpu, steps = Path(sys.argv[1]), sys.argv[2] == "cpu", int(sys.argv[3])
-compose_and_dump(scratch / "params.yaml", str(Path("conf").resolve()), None, "config", str(Path.cwd()),
-                 ["preset=paper"])
+shutil.copytree("conf", scratch / "conf")
+(scratch / "dvc.yaml").write_text("stages: {}\n")
+compose_params(["preset=paper"], root=scratch)
 split = dict(n_train=max(1000, steps * 128), n_val=500, n_test=1000) if cpu else \
     dict(n_train=None, n_val=5000, n_test=None)
 prepare(dict(source="auto", raw_dir="data/raw", archive=None, split_seed=0, **split), scratch / "prepared")
@@ -49,10 +51,9 @@ at {r['engine_images_per_s']:.0f} img/s: {45000 / r['engine_images_per_s']:.2f} 
 {45000 / r['baseline_images_per_s']:.2f} s; ratio {r['ratio_median']:.2f}\")" "$OUT_DIR/bench_gpu.json"
 $PY - "$DEVICE" "$STEPS" "$SCRATCH" <<'PYEOF'
 import sys, time
-from betasched.config import load_params
-from betasched.data import load_prepared
-from betasched.engine import train
-from betasched.runs import run_config
+from betasched.pipeline.params import load_params, run_config
+from betasched.training.data import load_prepared
+from betasched.training.engine import train
 device, steps, scratch = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 params = load_params(f"{scratch}/params.yaml")
 data, _ = load_prepared(f"{scratch}/prepared")
@@ -62,7 +63,8 @@ if device == "cpu":  # smoke: a slice of one epoch, uncompiled (compiling takes 
     cfg.compile = False
     data = dict(data, x_train=data["x_train"][: steps * cfg.batch_size], y_train=data["y_train"][: steps * cfg.batch_size])
 start = time.perf_counter()
-*_, summary, timing = train(cfg, data)
+result = train(cfg, data)
+summary, timing = result.summary(cfg), result.timing(cfg.batch_size)
 print(f"paper-preset epoch ({summary['total_steps']} steps, width {cfg.width}, batch {cfg.batch_size}, "
       f"{summary['precision']}, compile {cfg.compile}, {device}): {time.perf_counter() - start:.2f} s end "
       f"to end (model build, compilation and 2 evaluations included), {timing['train_seconds']:.2f} s training")

@@ -19,24 +19,21 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from betasched.config import load_params
-from betasched.io import write_json
+from betasched.core.files import write_json
+from betasched.pipeline.params import load_params
 
 
-def _init_worker(threads: int, tracking_uri: str) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+def _init_worker(tracking_uri: str) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
 
 
 def _one(job) -> dict:
-    from betasched.runs import execute
+    from betasched.pipeline.runs import execute
 
     params, (opt, sched, seed), runs_dir = job
     summary = execute(params, opt, sched, seed, runs_dir=Path(runs_dir))
     return {"run": f"{opt}-{sched}-s{seed}", "final_test_acc": summary["final_test_acc"],
-            "train_seconds": summary["train_seconds"], "threads": summary["threads_per_rank"]}
+            "train_seconds": summary["train_seconds"], "threads": summary["threads"]}
 
 
 def time_matrix(params, jobs: int, scratch: Path) -> dict:
@@ -44,18 +41,18 @@ def time_matrix(params, jobs: int, scratch: Path) -> dict:
     runs = list(itertools.product(m["optimizers"], m["schedules"], m["seeds"]))
     runs_dir = scratch / f"runs-j{jobs}"
     uri = f"sqlite:///{scratch / f'mlflow-j{jobs}.db'}"
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    params = {**params, "train": {**params["train"], "progress": False}}
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # the whole machine in both modes
+    params = {**params, "train": {**params["train"], "progress": False, "threads": threads}}
     import mlflow  # a scratch store whose artifacts stay in the scratch folder too
 
     mlflow.set_tracking_uri(uri)
     mlflow.create_experiment("betasched", artifact_location=(scratch / f"artifacts-j{jobs}").as_uri())
     start = time.perf_counter()
     if jobs == 1:  # the baseline: this very process, one run after another
-        _init_worker(threads, uri)
+        _init_worker(uri)
         rows = [_one((params, r, runs_dir)) for r in runs]
     else:
-        with ProcessPoolExecutor(jobs, get_context("spawn"), _init_worker, (threads, uri)) as pool:
+        with ProcessPoolExecutor(jobs, get_context("spawn"), _init_worker, (uri,)) as pool:
             rows = list(pool.map(_one, [(params, r, runs_dir) for r in runs]))
     return {"jobs": jobs, "threads_per_job": threads, "runs": len(runs),
             "wall_seconds": time.perf_counter() - start, "per_run": rows}

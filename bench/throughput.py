@@ -22,8 +22,10 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import CIFAR10, ImageFolder
 
-from betasched.data import JPEG_ARCHIVE, OFFICIAL_ARCHIVE, load_prepared
-from betasched.engine import augment, autocast, build_model, normalize, pick_device, resolve_precision
+from betasched.training.augment import augment, normalize
+from betasched.training.data import JPEG_ARCHIVE, OFFICIAL_ARCHIVE, load_prepared
+from betasched.training.device import autocast, pick_device, resolve_precision
+from betasched.training.engine import build_model
 
 
 def baseline_dataset(raw: Path, workdir: Path):
@@ -130,7 +132,7 @@ def main():
               f"(min {r['ratio_min']:.2f}) over {a.rounds} alternating rounds of {a.steps} steps")
     results["device"] = str(device)
     if a.out:
-        from betasched.io import write_json
+        from betasched.core.files import write_json
 
         write_json(a.out, results)
 

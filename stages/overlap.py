@@ -1,39 +1,38 @@
 """Stage overlap: SGD vs Adam problem layers, against chance, seeds and parameter count."""
-import json
 import time
 
-from betasched import plots, tracking
-from betasched.config import load_params
-from betasched.errors import one_line_errors
-from betasched.io import write_json
-from betasched.overlap import summarize, verdict
-from betasched.study import ATTRIBUTION_DIR, studied_runs
+from betasched.analysis import plots
+from betasched.analysis.overlap import summarize, verdict
+from betasched.analysis.records import OverlapRecord
+from betasched.pipeline import timings, tracking
+from betasched.pipeline.cli import one_line_errors
+from betasched.pipeline.params import load_params
+from betasched.pipeline.study import studied_runs
 
 
 @one_line_errors
 def overlap_stage() -> None:
     start = time.perf_counter()
     params = load_params()
-    records = [json.loads((ATTRIBUTION_DIR / f"{e['run']}.json").read_text()) for e in studied_runs(params)]
+    records = [entry.attribution() for entry in studied_runs(params)]
     summary = summarize(records, params["attribution"]["k"])
-    summary.update(schedule=params["schedule"], method=params["attribution"]["method"],
-                   verdict=verdict(summary))
+    overlap = OverlapRecord(**summary, schedule=params["schedule"], method=params["attribution"]["method"],
+                            verdict=verdict(summary))
     plots.score_profiles(records, "plots/overlap_profiles.png")
-    summary["wall_seconds"] = time.perf_counter() - start
-    write_json("metrics/overlap.json", summary)
-    with tracking.run(f"overlap-{params['schedule']}", tracking.stage_tags("overlap", params),
-                      system_metrics=False):
+    overlap.save("metrics/overlap.json")
+    timings.record("stage", "overlap", {"wall_seconds": time.perf_counter() - start})
+    with tracking.run(f"overlap-{params['schedule']}", tracking.stage_tags("overlap", params), system_metrics=False):
         import mlflow
 
-        cross = summary["sgd_vs_adam"]
+        cross = overlap.sgd_vs_adam
         mlflow.log_metrics({k: v for k, v in {
             "jaccard_sgd_adam": cross["jaccard_mean"], "kendall_tau_sgd_adam": cross["kendall_tau_mean"],
-            "jaccard_chance": summary["chance"]["expected_jaccard"],
-            "jaccard_same_optimizer": summary["same_optimizer_seeds"]["jaccard_mean"],
-            "jaccard_parameter_count": summary["parameter_count"]["jaccard_mean"],
+            "jaccard_chance": overlap.chance["expected_jaccard"],
+            "jaccard_same_optimizer": overlap.same_optimizer_seeds["jaccard_mean"],
+            "jaccard_parameter_count": overlap.parameter_count["jaccard_mean"],
         }.items() if v is not None})
         tracking.log_artifacts(["metrics/overlap.json", "plots/overlap_profiles.png", "plots/attribution.png"])
-    print(summary["verdict"])
+    print(overlap.verdict)
 
 
 if __name__ == "__main__":

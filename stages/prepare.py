@@ -1,22 +1,19 @@
 """Stage prepare: CIFAR-10 (or synthetic data) -> data/prepared/{data.pt, manifest.json}."""
 import time
 
-from betasched import tracking
-from betasched.config import load_params
-from betasched.data import prepare
-from betasched.errors import one_line_errors
-from betasched.io import write_json
+from betasched.pipeline import timings, tracking
+from betasched.pipeline.cli import one_line_errors
+from betasched.pipeline.params import load_params
+from betasched.training.data import prepare
 
 
 @one_line_errors
 def prepare_stage(out_dir: str = "data/prepared") -> None:
     start = time.perf_counter()
     params = load_params()
-    tracking.check_reachable()
+    tracking.setup()  # the store must work before any output is written; creates the experiment once
     manifest = prepare(params["data"], out_dir)
-    write_json("metrics/prepare_timing.json", {"wall_seconds": time.perf_counter() - start})
-    # Create the MLflow experiment once, before the train runs (maybe in parallel) start.
-    tracking.setup()
+    timings.record("stage", "prepare", {"wall_seconds": time.perf_counter() - start})
     print(f"prepared {manifest['sizes']} from {manifest['data_copy']} -> {out_dir}")
 
 

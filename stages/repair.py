@@ -1,21 +1,17 @@
 """Stage repair: retrain the flagged groups and every control arm; score on the test set."""
-import json
 import time
 
-import pandas as pd
-
-from betasched import plots, tracking
-from betasched.config import load_params
-from betasched.data import load_prepared
-from betasched.engine import pick_device
-from betasched.errors import one_line_errors
-from betasched.io import atomic_path, write_json
-from betasched.repair import budget_from_params, build_arms, flat_rows, run_arms
-from betasched.runs import load_model
-from betasched.study import ATTRIBUTION_DIR, studied_runs
-
-SPLITS = {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
-METRICS = ("fixed", "broken", "net", "acc_before", "acc_after", "mcnemar_p", "param_fraction")
+from betasched.analysis import plots
+from betasched.analysis.records import RepairModel, RepairRecord
+from betasched.core.controls import build_arms
+from betasched.core.files import atomic_path
+from betasched.pipeline import timings, tracking
+from betasched.pipeline.cli import one_line_errors
+from betasched.pipeline.params import load_params
+from betasched.pipeline.study import compute_device, studied_runs
+from betasched.pipeline.treat import SPLITS, arm_table, log_arm, repair_budget, run_arms
+from betasched.training.data import load_prepared
+from betasched.training.model import load_model
 
 
 @one_line_errors
@@ -24,35 +20,26 @@ def repair_stage() -> None:
     params = load_params()
     cfg, k = params["repair"], params["attribution"]["k"]
     entries = studied_runs(params)
+    budgets = [repair_budget(params, entry.seed) for entry in entries]  # checked before anything runs
+    records = [entry.attribution() for entry in entries]
+    device = compute_device(params)
     data, _ = load_prepared()
-    device = pick_device(params["train"]["device"])
-    models, rows = [], []
+    models = []
     with tracking.run(f"repair-{params['schedule']}", tracking.stage_tags("repair", params),
                       {"repair": cfg, "k": k}, system_metrics=False):
-        import mlflow
-
-        for entry in entries:
-            record = json.loads((ATTRIBUTION_DIR / f"{entry['run']}.json").read_text())
-
-            def log_arm(r, entry=entry):  # one child run per arm, under the repair run
-                with mlflow.start_run(run_name=f"{entry['run']}/{r['arm']}", nested=True,
-                                      tags={"arm": r["arm"], "groups": ",".join(r["groups"])}):
-                    mlflow.log_metrics({m: float(r[m]) for m in METRICS})
-
-            arms = run_arms(load_model(entry["dir"] / "model.pt", device), record, data,
-                            budget_from_params(params, entry["seed"]),
-                            build_arms(record, k, cfg["n_random"], entry["seed"]), device, log_arm)
-            models.append({"run": entry["run"], "optimizer": entry["optimizer"], "seed": entry["seed"],
-                           "problem_layers": record["problem_layers"], "arms": arms})
-            rows += flat_rows(entry, arms)
-        table = pd.DataFrame(rows)
+        for entry, record, budget in zip(entries, records, budgets):
+            arms = build_arms(record.scores, record.param_counts, record.problem_layers, k, cfg["n_random"],
+                              entry.seed)
+            results = run_arms(load_model(entry.dir / "model.pt", device), record, data, budget, arms, device,
+                               cfg["upweight_errors"], on_arm=lambda r, run=entry.run: log_arm(run, r))
+            models.append(RepairModel(entry.run, entry.optimizer, entry.seed, record.problem_layers, results))
+        table = arm_table(models)
         plots.repair_bars(table, "plots/repair.png")
         with atomic_path("metrics/repair.csv") as tmp:
             table.to_csv(tmp, index=False)
-        write_json("metrics/repair.json", {"schedule": params["schedule"], "splits": SPLITS, "budget": cfg,
-                                           "k": k, "models": models, "n_test": len(data["y_test"]),
-                                           "wall_seconds": time.perf_counter() - start})
+        RepairRecord(params["schedule"], SPLITS, cfg, k, len(data["y_test"]), models).save("metrics/repair.json")
         tracking.log_artifacts(["metrics/repair.json", "metrics/repair.csv", "plots/repair.png"])
+    timings.record("stage", "repair", {"wall_seconds": time.perf_counter() - start})
     print(table[["run", "arm", "groups", "net", "fixed", "broken", "param_fraction",
                  "percentile_among_random"]].to_string(index=False))
 

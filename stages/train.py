@@ -1,18 +1,18 @@
 """Stage train: one (optimizer, schedule, seed) run -> runs/<optimizer>-<schedule>-s<seed>/."""
-import argparse
 import sys
 
-from betasched import distributed
-from betasched.config import load_params
-from betasched.errors import one_line_errors
-from betasched.runs import execute
+from betasched.pipeline.cli import ArgumentParser, one_line_errors
+from betasched.pipeline.params import load_params, run_config
+from betasched.pipeline.runs import execute
+from betasched.training import distributed
 
 
 @one_line_errors
 def train_stage(optimizer: str, schedule: str, seed: int) -> None:
     params = load_params()
+    cfg = run_config(params, optimizer, schedule, seed)  # checks the arguments before any relaunch
     # train.nproc > 1: the same run as N data-parallel ranks (torchrun, one node).
-    distributed.relaunch(params["train"].get("nproc", 1), __file__, sys.argv[1:])
+    distributed.relaunch(cfg.nproc, __file__, sys.argv[1:])
     summary = execute(params, optimizer, schedule, seed)
     distributed.teardown()
     if not summary:  # a rank other than 0
@@ -23,7 +23,7 @@ def train_stage(optimizer: str, schedule: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__)
+    p = ArgumentParser(description=__doc__)
     p.add_argument("--optimizer", required=True)
     p.add_argument("--schedule", required=True)
     p.add_argument("--seed", type=int, required=True)

@@ -36,7 +36,7 @@ def make_repo(dest: Path, preset: str = "smoke") -> Path:
         (dest / p).unlink(missing_ok=True)
     env = env_with_venv()
     run = lambda *c: subprocess.run(c, cwd=dest, env=env, check=True, capture_output=True)  # noqa: E731
-    run(sys.executable, "-m", "betasched.config")
+    run(sys.executable, "-m", "betasched.pipeline.compose")
     run("git", "init", "-q")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
     run("git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from betasched.attribution import AttributionError, attribute, layer_groups, mad_outliers, problem_layers
-from betasched.errors import ConfigError
-from betasched.model import ResNet18
-from betasched.stats import expected_random_jaccard, jaccard, p_identical, p_jaccard_at_least
+from betasched.analysis.stats import expected_random_jaccard, jaccard, p_identical, p_jaccard_at_least
+from betasched.core.attribution import AttributionError, attribute, layer_groups, mad_outliers, problem_layers
+from betasched.core.errors import ConfigError
+from betasched.training.model import ResNet18
 
 
 class ThreeBranches(nn.Module):
@@ -65,14 +65,16 @@ def test_module_granularity_lists_every_conv_bn_linear():
 
 def test_bad_arguments():
     x, y = branch_data()
-    with pytest.raises(ConfigError, match="unknown attribution method"):
+    with pytest.raises(ConfigError, match="unknown attribution.method"):
         attribute(ThreeBranches(), x, y, method="shap")
-    with pytest.raises(ConfigError, match="unknown granularity"):
+    with pytest.raises(ConfigError, match="unknown attribution.granularity"):
         attribute(ThreeBranches(), x, y, granularity="neuron")
     scores = {"a": 1.0, "b": 2.0, "c": 3.0}
     for k in (0, 3, -1):
-        with pytest.raises(ConfigError, match="k="):
+        with pytest.raises(ConfigError, match=f"attribution.k={k}"):
             problem_layers(scores, k=k)
+    with pytest.raises(TypeError, match="attribution.k=1.0"):
+        problem_layers(scores, k=1.0)
 
 
 def test_no_misclassified_image_is_a_clear_error():

@@ -78,7 +78,7 @@ CASES = [
     ("bad hybrid switch", _set("momentum.hybrid", {"switch": 2}), TRAIN, "switch=2"),
     ("unknown precision", _set("train.precision", "fp8"), TRAIN, "unknown train.precision 'fp8'"),
     ("nproc zero", _set("train.nproc", 0), TRAIN, "train.nproc=0"),
-    ("batch not divisible by ranks", _set("train.nproc", 5), TRAIN, "not divisible by train.nproc=5"),
+    ("batch not divisible by ranks", _set("train.nproc", 5), TRAIN, "is not divisible by the 5 ranks"),
     ("unknown data source", _set("data.source", "s3"), PREPARE, "unknown data.source 's3'"),
     ("unknown attribution method", _set("attribution.method", "shap"), ATTRIBUTE, "unknown attribution.method 'shap'"),
     ("unknown granularity", _set("attribution.granularity", "neuron"), ATTRIBUTE, "unknown attribution.granularity"),
@@ -106,7 +106,7 @@ def test_bad_input(repo, name, edit, cmd, expected):
 
 def test_unknown_preset_leaves_params_untouched(repo):
     params = (repo / "params.yaml").read_text()
-    out = subprocess.run([sys.executable, "-m", "betasched.config", "preset=huge"], cwd=repo,
+    out = subprocess.run([sys.executable, "-m", "betasched.pipeline.compose", "preset=huge"], cwd=repo,
                          env=env_with_venv(), capture_output=True, text=True)
     assert out.returncode == 2
     assert "preset/huge" in out.stderr and len(out.stderr.strip().splitlines()) == 1
@@ -117,9 +117,8 @@ def test_unknown_preset_leaves_params_untouched(repo):
 def test_corrupt_and_mismatched_checkpoints(tmp_path):
     import torch
 
-    from betasched.errors import CheckpointError
-    from betasched.model import ResNet18
-    from betasched.runs import load_model
+    from betasched.core.errors import CheckpointError
+    from betasched.training.model import ResNet18, load_model
 
     missing = tmp_path / "missing.pt"
     with pytest.raises(CheckpointError, match="missing.pt is missing: run `dvc repro train`"):
@@ -148,13 +147,20 @@ def test_tampered_prepared_data(repo):
 def test_corrupt_checkpoint(repo):
     import json as _json
 
-    from betasched.checkpoint import run_key
-    from betasched.config import load_params
-    from betasched.runs import run_config
+    import os
+
+    from betasched.pipeline.params import load_params, run_config
+    from betasched.pipeline.runs import run_key
 
     params = load_params(repo / "params.yaml")
     sha = _json.loads((repo / "data/prepared/manifest.json").read_text())["data_sha256"]
-    ckpt = repo / ".checkpoints" / f"sgd-beta-s0-{run_key(run_config(params, 'sgd', 'beta', 0), sha)}.pt"
+    cwd = os.getcwd()
+    os.chdir(repo)  # the key hashes the repo's own stage code
+    try:
+        key = run_key(run_config(params, "sgd", "beta", 0), sha)
+    finally:
+        os.chdir(cwd)
+    ckpt = repo / ".checkpoints" / f"sgd-beta-s0-{key}.pt"
     ckpt.parent.mkdir(exist_ok=True)
     ckpt.write_bytes(b"not a checkpoint")
     try:
@@ -185,4 +191,4 @@ def test_unreachable_tracking_server(repo):
 
 
 def test_bad_parallel_jobs(repo):
-    assert_clean_failure(repo, ["-m", "betasched.parallel", "--jobs", "zero"], "--jobs='zero' must be")
+    assert_clean_failure(repo, ["-m", "betasched.pipeline.parallel", "--jobs", "zero"], "--jobs='zero' must be")

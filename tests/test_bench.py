@@ -38,7 +38,6 @@ def test_matrix_timer(smoke_repo):
                    capture_output=True)
     params = (smoke_repo / "params.yaml").read_text().replace("  - hybrid\n", "").replace("  - onecycle\n", "")
     params = params.replace("  - demon\n", "").replace("  - constant_matched\n", "").replace("  - adam\n", "")
-    params = params.replace("  threads: 1\n", "  threads: 0\n")  # the timer's budget: cores / jobs
     (smoke_repo / "params.yaml").write_text(params)
     db_before = (smoke_repo / "mlflow.db").stat().st_mtime_ns
     proc = subprocess.run([sys.executable, str(ROOT / "bench/matrix.py"), "--jobs", "2", "--out", "bench.json"],

@@ -1,6 +1,7 @@
 import math
 
-from betasched.claims import direction_verdict, hybrid_fastest, speedup, verdict
+from betasched.analysis.claims import direction_verdict, hybrid_fastest, speedup, verdict
+from betasched.analysis.records import RunRecord
 
 
 def test_verdict_rules_on_hand_made_intervals():
@@ -18,9 +19,10 @@ def test_verdict_rules_on_hand_made_intervals():
 
 
 def _run(opt, sched, seed, step):
-    return {"optimizer": opt, "schedule": sched, "seed": seed, "diverged": False,
-            "targets": {"acc_90": step}, "final_test_acc": 0.9,
-            "timing": {"target_seconds": {"acc_90": None if step is None else step / 10}}}
+    return RunRecord(optimizer=opt, schedule=sched, seed=seed, total_steps=1000, steps_done=1000,
+                     final_test_acc=0.9, best_test_acc=0.9, targets={"acc_90": step}, clipped_steps=0,
+                     diverged=False, diverged_at_step=None, precision="fp32", threads=1, ranks=1,
+                     data_copy="synthetic", device="cpu")
 
 
 def test_speedup_keeps_censored_seeds():

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from betasched.data import CLASSES, load_prepared, prepare, stratified_pick
-from betasched.errors import DataError
+from betasched.core.errors import DataError
+from betasched.training.data import CLASSES, load_prepared, prepare, stratified_pick
 
 BASE = dict(source="auto", archive=None, n_train=None, n_val=20, n_test=20, split_seed=0)
 

@@ -1,4 +1,4 @@
-from betasched.model import GROUPS, ResNet18, count_parameters
+from betasched.training.model import GROUPS, ResNet18, count_parameters
 
 
 def test_parameter_count_at_width_64():

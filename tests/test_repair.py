@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from betasched.errors import ConfigError
-from betasched.model import ResNet18
-from betasched.repair import (Budget, build_arms, matched_draw, percentile_among, repair_outcome,
-                              surgical_finetune)
-from betasched.stats import mcnemar_exact
+from betasched.analysis.stats import mcnemar_exact
+from betasched.core.controls import build_arms, matched_draw, percentile_among
+from betasched.core.errors import ConfigError
+from betasched.core.surgery import Budget, repair_outcome, surgical_finetune
+from betasched.training.model import ResNet18
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,8 @@ def test_frozen_parameters_are_bit_for_bit_unchanged(tiny):
     model, data = tiny
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
-    repaired, _ = surgical_finetune(model, ["layer3", "fc"], data, Budget(steps=3, lr=0.1, batch_size=16))
+    repaired, _ = surgical_finetune(model, ["layer3", "fc"], data["x_train"].float(), data["y_train"],
+                                    Budget(steps=3, lr=0.1, batch_size=16))
     for n, p in repaired.named_parameters():
         if n.startswith(("layer3", "fc")):
             assert not torch.equal(p, before[n]), n
@@ -35,7 +36,8 @@ def test_frozen_parameters_are_bit_for_bit_unchanged(tiny):
 
 def test_trained_fraction_counts_the_parameters(tiny):
     model, data = tiny
-    _, fraction = surgical_finetune(model, ["layer4", "fc"], data, Budget(steps=1, batch_size=8))
+    _, fraction = surgical_finetune(model, ["layer4", "fc"], data["x_train"].float(), data["y_train"],
+                                    Budget(steps=1, batch_size=8))
     total = sum(p.numel() for p in model.parameters())
     counted = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("layer4", "fc")))
     assert fraction == counted / total
@@ -61,24 +63,51 @@ def test_mcnemar_exact_on_known_tables():
 
 def test_bad_budget_and_groups(tiny):
     model, data = tiny
+    x, y = data["x_train"].float(), data["y_train"]
     with pytest.raises(ConfigError, match="steps=0"):
         Budget(steps=0)
+    with pytest.raises(ValueError, match="repair.lr=inf"):
+        Budget(steps=1, lr=float("inf"))
+    with pytest.raises(TypeError, match="repair.steps='3'"):
+        Budget(steps="3")
     with pytest.raises(ConfigError, match="group list is empty"):
-        surgical_finetune(model, [], data, Budget(steps=1))
+        surgical_finetune(model, [], x, y, Budget(steps=1))
     with pytest.raises(ConfigError, match="no layer group named layer9"):
-        surgical_finetune(model, ["layer9"], data, Budget(steps=1))
+        surgical_finetune(model, ["layer9"], x, y, Budget(steps=1))
+
+
+def test_augment_and_weights_are_the_callers(tiny):
+    """The input pipeline is an argument: an augmentation that zeroes the batch leaves only the
+    biases to learn from, and a zero weight on every image but one trains on that one alone."""
+    model, data = tiny
+    x, y = data["x_train"].float(), data["y_train"]
+    seen = []
+
+    def augment(xb, gen):
+        seen.append(len(xb))
+        return torch.zeros_like(xb)
+
+    repaired, _ = surgical_finetune(model, ["conv1"], x, y, Budget(steps=2, lr=0.1, batch_size=16, weight_decay=0.0),
+                                    augment=augment)
+    assert seen == [16, 16]
+    assert torch.equal(repaired.conv1.weight, model.conv1.weight)  # zero input: no gradient to conv1
+    w = torch.zeros(len(y))
+    w[0] = 1.0
+    a, _ = surgical_finetune(model, ["fc"], x, y, Budget(steps=4, lr=0.1, batch_size=64), weights=w)
+    b, _ = surgical_finetune(model, ["fc"], x[:1].repeat(64, 1, 1, 1), y[:1].repeat(64),
+                             Budget(steps=4, lr=0.1, batch_size=64))
+    torch.testing.assert_close(a.fc.weight, b.fc.weight, rtol=1e-4, atol=1e-6)
 
 
 def test_arms_and_matched_draw():
     sizes = {"conv1": 1728, "bn1": 128, "layer1": 147968, "layer2": 525568,
              "layer3": 2099712, "layer4": 8393728, "fc": 5130}
     scores = {g: float(i) for i, g in enumerate(sizes)}
-    record = {"scores": scores, "param_counts": sizes, "problem_layers": ["fc", "layer4", "layer3"]}
-    arms = build_arms(record, k=3, n_random=4, seed=0)
-    names = [a["arm"] for a in arms]
+    arms = build_arms(scores, sizes, ["fc", "layer4", "layer3"], k=3, n_random=4, seed=0)
+    names = [a.name for a in arms]
     assert names[:6] == ["flagged", "full", "fc_only", "lowest_k", "param_matched", "auto_rgn"]
-    assert sum(a.get("random", False) for a in arms) == 4
-    assert set(next(a for a in arms if a["arm"] == "lowest_k")["groups"]) == {"bn1", "conv1", "layer1"}
+    assert sum(a.random for a in arms) == 4
+    assert set(next(a for a in arms if a.name == "lowest_k").groups) == {"bn1", "conv1", "layer1"}
     pick, frac = matched_draw(sizes, ["layer1", "layer2"], seed=0)
     want = sizes["layer1"] + sizes["layer2"]
     assert set(pick) != {"layer1", "layer2"}

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from betasched.errors import ConfigError
-from betasched.scheduler import MomentumScheduler, warmup_cosine
+from betasched.core.errors import ConfigError
+from betasched.core.scheduler import MomentumScheduler, warmup_cosine
 
 
 def _param():
@@ -84,8 +84,24 @@ def test_state_dict_round_trip():
 
 
 def test_optimizer_without_momentum_is_rejected():
-    with pytest.raises(ConfigError, match="neither 'momentum' nor 'betas'"):
-        MomentumScheduler(torch.optim.Adagrad([_param()], lr=0.1), "beta")
+    # A TypeError (and a ValueError), as torch's own schedulers raise for a wrong optimizer.
+    for exc in (ConfigError, TypeError, ValueError):
+        with pytest.raises(exc, match="neither 'momentum' nor 'betas'"):
+            MomentumScheduler(torch.optim.Adagrad([_param()], lr=0.1), "beta")
+    with pytest.raises(TypeError, match="list is not an Optimizer"):
+        MomentumScheduler([_param()], "beta")
+
+
+def test_bad_values_are_value_errors():
+    opt = torch.optim.SGD([_param()], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="unknown schedule 'warp'"):
+        MomentumScheduler(opt, "warp")
+    with pytest.raises(ValueError, match="max_momentum=1.5"):
+        MomentumScheduler(opt, "beta", max_momentum=1.5)
+    with pytest.raises(ValueError, match="total_steps=0"):
+        MomentumScheduler(opt, "demon", total_steps=0)
+    with pytest.raises(TypeError, match="mu0='high'"):
+        MomentumScheduler(opt, "constant", mu0="high")
 
 
 def test_step_rules_need_total_steps():

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from betasched.errors import ConfigError
-from betasched.schedules import beta, beta_exact, check_options, demon, get_rule, hybrid, matched_lr, onecycle
+from betasched.core.errors import ConfigError
+from betasched.core.schedules import beta, beta_exact, check_options, demon, get_rule, hybrid, matched_lr, onecycle
 
 
 def test_beta_at_known_lr():

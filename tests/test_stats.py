@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from betasched.stats import bootstrap_ci, censored_median, paired_bootstrap_ci, ratio_of_medians
+from betasched.analysis.stats import bootstrap_ci, censored_median, paired_bootstrap_ci, ratio_of_medians
 
 
 def test_bootstrap_ci_covers_a_known_mean_at_the_nominal_rate():

@@ -1,0 +1,95 @@
+"""Cross-optimizer overlap of the problem layers, with the baselines that can refute it."""
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from ..core.ranking import problem_layers, ranking
+from .records import AttributionRecord
+from .stats import bootstrap_ci, expected_random_jaccard, jaccard, p_identical, p_jaccard_at_least
+
+
+def kendall(a: dict[str, float], b: dict[str, float]) -> float | None:
+    names = list(a)
+    tau = kendalltau([a[n] for n in names], [b[n] for n in names]).statistic
+    return None if np.isnan(tau) else float(tau)
+
+
+def _pair(a: AttributionRecord, b: AttributionRecord, k: int) -> dict:
+    ta, tb = problem_layers(a.scores, k), problem_layers(b.scores, k)
+    return {
+        "a": f"{a.optimizer}/s{a.seed}", "b": f"{b.optimizer}/s{b.seed}",
+        "top_k_a": ta, "top_k_b": tb, "jaccard": jaccard(ta, tb), "identical": set(ta) == set(tb),
+        "kendall_tau": kendall(a.scores, b.scores),
+    }
+
+
+def _mean(rows, key):
+    vals = [r[key] for r in rows if r[key] is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] = ("sgd", "adam")) -> dict:
+    """records: one attribution per model."""
+    groups = list(records[0].scores)
+    n = len(groups)
+    by = {(r.optimizer, r.seed): r for r in records}
+    seeds = sorted({r.seed for r in records})
+    o1, o2 = cross
+    same_seed = [_pair(by[o1, s], by[o2, s], k) for s in seeds if (o1, s) in by and (o2, s) in by]
+    all_cross = [_pair(by[o1, s], by[o2, t], k) for s in seeds for t in seeds
+                 if (o1, s) in by and (o2, t) in by]
+    same_opt = {
+        o: [_pair(by[o, s], by[o, t], k) for s, t in combinations(seeds, 2) if (o, s) in by and (o, t) in by]
+        for o in cross
+    }
+    within = [p for rows in same_opt.values() for p in rows]
+    by_size = {g: float(c) for g, c in records[0].param_counts.items()}
+    size_top = ranking(by_size)[:k]
+    size_rows = [{
+        "model": f"{r.optimizer}/s{r.seed}", "top_k": problem_layers(r.scores, k),
+        "jaccard_with_size_top_k": jaccard(problem_layers(r.scores, k), size_top),
+        "kendall_tau_with_size": kendall(r.scores, by_size),
+    } for r in records]
+    mean_j = _mean(same_seed, "jaccard")
+    return {
+        "k": k, "n_groups": n, "groups": groups, "seeds": seeds, "optimizers": list(cross),
+        "sgd_vs_adam": {
+            "pairs": same_seed,
+            "jaccard_mean": mean_j,
+            "jaccard_ci95": bootstrap_ci([p["jaccard"] for p in same_seed]),
+            "kendall_tau_mean": _mean(same_seed, "kendall_tau"),
+            "kendall_tau_ci95": bootstrap_ci([p["kendall_tau"] for p in same_seed]),
+            "identical_fraction": float(np.mean([p["identical"] for p in same_seed])) if same_seed else None,
+            "p_chance_jaccard_at_least_mean": p_jaccard_at_least(n, k, mean_j) if mean_j is not None else None,
+            "all_seed_pairs": all_cross,
+        },
+        "same_optimizer_seeds": {
+            "pairs": within,
+            "jaccard_mean": _mean(within, "jaccard"),
+            "jaccard_ci95": bootstrap_ci([p["jaccard"] for p in within]),
+            "kendall_tau_mean": _mean(within, "kendall_tau"),
+            "note": None if within else "one seed only: no same-optimizer pair to compare",
+        },
+        "chance": {"expected_jaccard": expected_random_jaccard(n, k), "p_identical_set": p_identical(n, k)},
+        "parameter_count": {"top_k": size_top, "per_model": size_rows,
+                            "jaccard_mean": _mean(size_rows, "jaccard_with_size_top_k")},
+    }
+
+
+def verdict(summary: dict) -> str:
+    """One sentence, from the numbers: does the SGD/Adam overlap exceed its baselines?"""
+    cross = summary["sgd_vs_adam"]
+    j, chance = cross["jaccard_mean"], summary["chance"]["expected_jaccard"]
+    within = summary["same_optimizer_seeds"]["jaccard_mean"]
+    size = summary["parameter_count"]["jaccard_mean"]
+    if j is None:
+        return "no SGD/Adam pair was attributed"
+    parts = [f"SGD vs Adam top-{summary['k']} Jaccard {j:.2f} (chance {chance:.2f}, "
+             f"p = {cross['p_chance_jaccard_at_least_mean']:.3f}"]
+    parts.append(f"same-optimizer seeds {within:.2f}" if within is not None else "no same-optimizer seed pair")
+    parts.append(f"parameter-count ranking {size:.2f})")
+    claim = "100% overlap reproduced" if cross["identical_fraction"] == 1.0 else "100% overlap not reproduced"
+    return f"{claim}: " + ", ".join(parts)

@@ -1,0 +1,148 @@
+"""MomentumScheduler: sets momentum (SGD) or betas[0] (Adam, AdamW) from the current LR.
+
+It follows torch.optim.lr_scheduler's conventions: it takes one step when built, then one
+per ``step()`` call, and it has ``state_dict()``, ``load_state_dict()`` and
+``get_last_momentum()``. Call order in a loop::
+
+    optimizer.step(); lr_scheduler.step(); momentum_scheduler.step()
+
+Build the LR scheduler first, so that the momentum of step 0 comes from the warm-up LR.
+"""
+from __future__ import annotations
+
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+from .errors import ConfigError, ConfigTypeError
+from .schedules import check_options, get_rule, matched_lr
+
+_STEP_RULES = {"hybrid", "demon"}
+
+
+def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigTypeError(f"{type(optimizer).__name__} is not an Optimizer")
+    group = optimizer.param_groups[0]
+    if "momentum" in group:
+        return "momentum"
+    if "betas" in group:
+        return "betas"
+    raise ConfigTypeError(
+        f"{type(optimizer).__name__} has neither 'momentum' nor 'betas': "
+        "MomentumScheduler needs SGD, Adam, AdamW or another optimizer with one of them"
+    )
+
+
+class MomentumScheduler:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        schedule: str = "beta",
+        total_steps: int | None = None,
+        max_momentum: float = 0.99,
+        lr_min: float = 0.0,
+        lr_max: float | list[float] | None = None,
+        **options,
+    ):
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.rule = get_rule(schedule)
+        self.options = check_options(schedule, dict(options))
+        if isinstance(max_momentum, bool) or not isinstance(max_momentum, (int, float)) \
+                or not 0.0 < max_momentum < 1.0:
+            raise ConfigError(f"max_momentum={max_momentum} must be in (0, 1)")
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
+                                        or total_steps < 1):
+            raise ConfigError(f"total_steps={total_steps!r} must be an integer >= 1")
+        if schedule in _STEP_RULES and total_steps is None:
+            raise ConfigError(f"schedule {schedule!r} needs total_steps > 0")
+        self.total_steps = total_steps or 1
+        self.max_momentum = max_momentum
+        self.key = _momentum_key(optimizer)
+        groups = optimizer.param_groups
+        if lr_max is None:
+            lr_max = [g.get("initial_lr", g["lr"]) for g in groups]
+        elif not isinstance(lr_max, (list, tuple)):
+            lr_max = [lr_max] * len(groups)
+        self.lr_min = lr_min
+        self.lr_max = list(lr_max)
+        self.last_step = -1
+        self.clipped_steps = 0
+        self._last_momentum = [0.0] * len(groups)
+        self._nominal_lr = [g["lr"] for g in groups]
+        self._hook = None
+        if schedule == "constant_matched":
+            # The LR schedulers are chainable (they update group["lr"] in place), so the
+            # rescaled LR must be swapped back for the nominal one right after each step.
+            self._hook = optimizer.register_step_post_hook(self._restore_nominal_lr)
+        self.step()
+
+    def _restore_nominal_lr(self, optimizer, args, kwargs):
+        for group, lr in zip(optimizer.param_groups, self._nominal_lr):
+            group["lr"] = lr
+
+    def step(self) -> None:
+        self.last_step += 1
+        clipped = False
+        for i, group in enumerate(self.optimizer.param_groups):
+            lr = group["lr"]
+            raw = self.rule(
+                lr, self.last_step, self.total_steps, self.lr_min, self.lr_max[i], **self.options
+            )
+            mu = min(max(raw, 0.0), self.max_momentum)
+            clipped |= mu != raw
+            if self.key == "momentum":
+                group["momentum"] = mu
+            else:
+                group["betas"] = (mu, group["betas"][1])
+            self._last_momentum[i] = mu
+            if self._hook is not None:
+                self._nominal_lr[i] = lr
+                group["lr"] = matched_lr(lr, self.max_momentum, mu)
+        self.clipped_steps += int(clipped)
+
+    def get_last_momentum(self) -> list[float]:
+        return list(self._last_momentum)
+
+    def get_last_nominal_lr(self) -> list[float]:
+        """The LR that the LR scheduler set, before any constant_matched rescaling."""
+        if self._hook is not None:
+            return list(self._nominal_lr)
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def get_last_effective_lr(self) -> list[float]:
+        """alpha / (1 - mu) with the LR the optimizer actually applies."""
+        return [
+            g["lr"] / (1.0 - mu)
+            for g, mu in zip(self.optimizer.param_groups, self._last_momentum)
+        ]
+
+    def state_dict(self) -> dict:
+        return {
+            "schedule": self.schedule,
+            "last_step": self.last_step,
+            "clipped_steps": self.clipped_steps,
+            "last_momentum": list(self._last_momentum),
+            "nominal_lr": list(self._nominal_lr),
+            "lr_max": list(self.lr_max),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["schedule"] != self.schedule:
+            raise ConfigError(
+                f"momentum scheduler state is for {state['schedule']!r}, not {self.schedule!r}"
+            )
+        self.last_step = state["last_step"]
+        self.clipped_steps = state["clipped_steps"]
+        self._last_momentum = list(state["last_momentum"])
+        self._nominal_lr = list(state["nominal_lr"])
+        self.lr_max = list(state["lr_max"])
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up, then cosine to zero, per step, from torch's own schedulers."""
+    cosine = CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup_steps, 1), eta_min=0.0)
+    if warmup_steps <= 0:
+        return cosine
+    warmup = LinearLR(optimizer, start_factor=1.0 / warmup_steps, total_iters=warmup_steps)
+    return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])

@@ -1,0 +1,110 @@
+"""Momentum rules of method.md, as pure functions of the current learning rate.
+
+Every rule has the signature ``rule(lr, step, total_steps, lr_min, lr_max, **options)`` and
+returns the *unclipped* momentum; clipping to [0, max_momentum] is the scheduler's job, so
+that it can count how often the clip was active.
+"""
+from __future__ import annotations
+
+import math
+
+from .errors import ConfigError, ConfigTypeError
+
+MU0 = 0.9
+
+
+def constant(lr, step, total_steps, lr_min, lr_max, mu0=MU0, **_):
+    return mu0
+
+
+def beta(lr, step, total_steps, lr_min, lr_max, **_):
+    # Critical damping of the heavy-ball ODE with curvature 1 (the paper's form).
+    return 1.0 - 2.0 * math.sqrt(lr)
+
+
+def beta_exact(lr, step, total_steps, lr_min, lr_max, **_):
+    # Double root of z^2 - (1 + mu - lr) z + mu: exact discrete critical damping.
+    return (1.0 - math.sqrt(lr)) ** 2
+
+
+def hybrid(lr, step, total_steps, lr_min, lr_max, mu0=MU0, switch=0.5, **_):
+    if step < switch * total_steps:
+        return beta(lr, step, total_steps, lr_min, lr_max)
+    return mu0
+
+
+def onecycle(lr, step, total_steps, lr_min, lr_max, mu_max=0.95, mu_min=0.85, **_):
+    # Inverse to the LR, as OneCycleLR's cycle_momentum does.
+    span = lr_max - lr_min
+    frac = 0.0 if span <= 0 else (lr - lr_min) / span
+    return mu_max - (mu_max - mu_min) * frac
+
+
+def demon(lr, step, total_steps, lr_min, lr_max, beta0=MU0, **_):
+    remaining = 1.0 - min(step, total_steps) / total_steps
+    return beta0 * remaining / ((1.0 - beta0) + beta0 * remaining)
+
+
+def constant_matched(lr, step, total_steps, lr_min, lr_max, mu0=MU0, **_):
+    return mu0
+
+
+RULES = {
+    "constant": constant,
+    "beta": beta,
+    "beta_exact": beta_exact,
+    "hybrid": hybrid,
+    "onecycle": onecycle,
+    "demon": demon,
+    "constant_matched": constant_matched,
+}
+
+SCHEDULES = tuple(RULES)
+# The paper's five methods; constant_matched is the effective-step-size control.
+PAPER_METHODS = ("constant", "beta", "hybrid", "onecycle", "demon")
+
+OPTIONS = {
+    "constant": {"mu0"},
+    "beta": set(),
+    "beta_exact": set(),
+    "hybrid": {"mu0", "switch"},
+    "onecycle": {"mu_max", "mu_min"},
+    "demon": {"beta0"},
+    "constant_matched": {"mu0", "max_momentum"},
+}
+
+
+def get_rule(name: str):
+    if name not in RULES:
+        raise ConfigError(
+            f"unknown schedule {name!r}: choose one of {', '.join(RULES)}"
+        )
+    return RULES[name]
+
+
+def check_options(name: str, options: dict) -> dict:
+    """Reject options a rule does not take, and values outside their range."""
+    get_rule(name)
+    if not isinstance(options, dict):
+        raise ConfigTypeError(f"momentum.{name} must be a mapping of options, not {options!r}")
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigTypeError(f"schedule {name!r}: {key}={value!r} must be a number")
+    unknown = set(options) - OPTIONS[name] - {"max_momentum"}
+    if unknown:
+        raise ConfigError(
+            f"schedule {name!r} takes no option {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(sorted(OPTIONS[name] | {'max_momentum'}))}"
+        )
+    for key in ("mu0", "beta0", "mu_max", "mu_min", "max_momentum"):
+        if key in options and not 0.0 <= float(options[key]) < 1.0:
+            raise ConfigError(f"schedule {name!r}: {key}={options[key]} must be in [0, 1)")
+    if "switch" in options and not 0.0 <= float(options["switch"]) <= 1.0:
+        raise ConfigError(f"schedule 'hybrid': switch={options['switch']} must be in [0, 1]")
+    return options
+
+
+def matched_lr(lr: float, max_momentum: float = 0.99, mu0: float = MU0) -> float:
+    """LR for momentum mu0 whose effective step lr'/(1-mu0) equals the beta arm's lr/(1-mu_beta)."""
+    mu_beta = min(max(beta(lr, 0, 1, 0.0, lr), 0.0), max_momentum)
+    return (1.0 - mu0) * lr / (1.0 - mu_beta)

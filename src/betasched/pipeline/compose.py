@@ -1,0 +1,59 @@
+"""Compose params.yaml from conf/ (as `dvc exp run -S ...` does), and check every section at once.
+
+    python -m betasched.pipeline.compose preset=smoke     # write params.yaml, checked
+    python -m betasched.pipeline.compose --check          # check params.yaml as it is
+
+`make repro` runs the check before DVC starts, so a bad value in a late stage's section fails in
+a second, not after the trainings; each stage still checks what it uses."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from ..core.errors import ConfigError
+from ..core.files import atomic_path
+from .params import load_params, repo_root, validate
+from .study import attribution_settings
+from .treat import repair_budget
+
+
+def check_all(params: dict, root: str | Path | None = None) -> None:
+    validate(params, root)
+    attribution_settings(params)
+    repair_budget(params, params["matrix"]["seeds"][0])
+
+
+def compose_params(overrides: list[str] = (), root: str | Path | None = None) -> Path:
+    """Write params.yaml composed from conf/ with Hydra's public API (as DVC does), resolved."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    root = Path(root or repo_root()).resolve()
+    out = root / "params.yaml"
+    with atomic_path(out) as tmp:
+        try:
+            with initialize_config_dir(str(root / "conf"), version_base=None):
+                cfg = compose(config_name="config", overrides=list(overrides))
+            OmegaConf.resolve(cfg)
+        except Exception as exc:  # Hydra's errors name the bad override or the missing preset
+            raise ConfigError(
+                f"cannot compose params from conf/ with {list(overrides)}: {str(exc).splitlines()[0]}"
+            ) from exc
+        tmp.write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
+        check_all(yaml.safe_load(tmp.read_text()), root)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    if argv == ["--check"]:
+        check_all(load_params())
+    else:
+        compose_params(argv)
+
+
+if __name__ == "__main__":
+    from .cli import one_line_errors
+
+    one_line_errors(main)(sys.argv[1:])

@@ -1,0 +1,94 @@
+"""Run the train matrix's DVC stages side by side: `python -m betasched.pipeline.parallel --jobs N`.
+
+Each stage is its own `dvc repro -s train@...` process (DVC releases its repo lock while a
+stage's command runs, and takes it again to record the result), so per-run caching is DVC's
+own: an up-to-date run is skipped in about a second. Every run uses train.threads threads (a
+param: it changes CPU results at rounding level), so a run's bytes do not depend on how it was
+launched; the launcher fills the machine by running cores / train.threads stages at once, or one
+per GPU, each with its own CUDA_VISIBLE_DEVICES.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ..core.errors import BetaschedError, ConfigError
+from .cli import one_line_errors
+from .params import load_params
+
+
+def visible_gpus() -> list[str]:
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def train_stages(prefix: str = "train@") -> list[str]:
+    out = subprocess.run(["dvc", "stage", "list", "--name-only"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ConfigError(f"`dvc stage list` failed ({out.stderr.strip()[:200]}): run from the repo root")
+    return [s for s in out.stdout.split() if s.startswith(prefix)]
+
+
+def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> list[str]:
+    """Reproduce the stages with `jobs` workers; returns the names of those that failed."""
+    slots: queue.Queue[int] = queue.Queue()
+    for i in range(jobs):
+        slots.put(i)
+
+    def one(stage: str) -> str | None:
+        slot = slots.get()
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(["dvc", "repro", "-s", stage], env=env, capture_output=True, text=True)
+        finally:
+            slots.put(slot)
+        where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} thread(s)"
+        print(f"{stage}: {'ok' if proc.returncode == 0 else 'FAILED'} in "
+              f"{time.perf_counter() - start:.0f} s on {where}", flush=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr[-2000:])
+            return stage
+        return None
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return [s for s in pool.map(one, stages) if s is not None]
+
+
+@one_line_errors
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", default="auto", help="workers: a number, or auto (the GPUs, else the cores)")
+    a = p.parse_args(argv)
+    threads = load_params()["train"]["threads"]
+    gpus = visible_gpus()
+    if a.jobs == "auto":
+        jobs = len(gpus) or max(1, (os.cpu_count() or 1) // threads)
+    elif a.jobs.isdigit() and int(a.jobs) > 0:
+        jobs = int(a.jobs)
+    else:
+        raise ConfigError(f"--jobs={a.jobs!r} must be a positive integer or auto")
+    stages = train_stages()
+    start = time.perf_counter()
+    failed = run_stages(stages, jobs, gpus, threads)
+    print(f"{len(stages)} train stages with {jobs} workers x {threads} thread(s) in "
+          f"{time.perf_counter() - start:.0f} s")
+    if failed:
+        raise BetaschedError(f"{len(failed)} train stage(s) failed ({', '.join(failed)}): see the messages "
+                          f"above, or run `dvc repro -s {failed[0]}` alone")
+
+
+if __name__ == "__main__":
+    main()

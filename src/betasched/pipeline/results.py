@@ -1,0 +1,16 @@
+"""The trained runs as typed records, for the analysis stages (compare, report)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..analysis.records import RunRecord, load_run
+from ..core.names import run_name
+from . import timings
+from .runs import RUNS_DIR
+
+
+def collect_runs(params: dict, runs_dir: Path = RUNS_DIR) -> list[RunRecord]:
+    """Every run of the matrix, with its wall-clock sidecar where this machine has one."""
+    m = params["matrix"]
+    return [load_run(runs_dir / run_name(o, s, seed), timings.timing_path("train", run_name(o, s, seed)))
+            for o in m["optimizers"] for s in m["schedules"] for seed in m["seeds"]]

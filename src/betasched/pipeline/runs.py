@@ -1,0 +1,126 @@
+"""One training run from params.yaml: train, write runs/<name>/ atomically, track it in MLflow.
+
+runs/<name>/ holds only what the same params reproduce byte for byte (model, per-step and
+per-evaluation CSVs, metrics); wall-clock seconds go to timings/train/<name>.json. Per-run
+curves are MLflow's own charts of the logged series."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.files import atomic_dir, write_json
+from ..core.names import run_name
+from ..training import distributed
+from ..training.checkpoint import load_torch, require_keys, save_torch
+from ..training.data import load_prepared
+from ..training.device import pick_device
+from ..training.engine import RunConfig, train
+from ..training.state import STATE_KEYS
+from . import timings, tracking
+from .closure import import_closure
+from .params import repo_root, run_config
+
+RUNS_DIR = Path("runs")
+TRAIN_SCRIPT = "stages/train.py"
+SRC = Path(__file__).resolve().parents[2]  # the folder holding betasched/
+
+
+def code_hash(script: str = TRAIN_SCRIPT) -> str:
+    """A hash of the files a stage runs (its import closure): edited code never resumes old state."""
+    root = repo_root()
+    path = root / script if (root / script).is_file() else Path(__file__)
+    h = hashlib.sha256()
+    for f in import_closure(path, SRC):
+        h.update(str(f.relative_to(SRC if f.is_relative_to(SRC) else root)).encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def run_key(cfg: RunConfig, data_sha256: str) -> str:
+    """Config (what changes the numerics), data and code: one key per distinct run."""
+    config = {k: v for k, v in asdict(cfg).items() if k != "progress"}
+    blob = json.dumps({"config": config, "data": data_sha256, "code": code_hash()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+class Checkpoint:
+    """.checkpoints/<name>-<key>.pt: outside DVC's outputs (DVC deletes a stage's outputs before
+    it runs); superseded ones (another key for the same run) are removed when a run starts."""
+
+    def __init__(self, name: str, key: str):
+        self.folder = repo_root() / ".checkpoints"
+        self.path = self.folder / f"{name}-{key}.pt"
+        self.name = name
+
+    def load(self) -> dict | None:
+        for stale in self.folder.glob(f"{self.name}-*.pt"):
+            if stale != self.path and re.fullmatch(rf"{re.escape(self.name)}-[0-9a-f]{{20}}", stale.stem):
+                stale.unlink()
+        if not self.path.is_file():
+            return None
+        rerun = f"rm {self.path} && dvc repro"
+        return require_keys(load_torch(self.path, rerun), (*STATE_KEYS, "mlflow_run_id"), self.path, rerun)
+
+    def save(self, state: dict) -> None:
+        save_torch(self.path, state)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR) -> dict:
+    """Train one run and write runs/<name>/ whole. A run killed mid-way resumes from its last
+    checkpoint (and its MLflow run) when executed again with the same config, data and code.
+    Under torchrun, every rank trains and rank 0 alone tracks, checkpoints and writes."""
+    start = time.perf_counter()
+    cfg = run_config(params, optimizer, schedule, seed)
+    data, manifest = load_prepared()
+    if not distributed.ranks().is_main:
+        train(cfg, data)
+        return {}
+    name, key = run_name(optimizer, schedule, seed), run_key(cfg, manifest["data_sha256"])
+    ckpt = Checkpoint(name, key)
+    state = ckpt.load()
+    device = str(pick_device(cfg.device))
+    tags = tracking.standard_tags("train", params["preset"], device, manifest["data_copy"])
+    tags.update(optimizer=optimizer, schedule=schedule, seed=str(seed), run_key=key)
+    logged = dict(asdict(cfg), preset=params["preset"], data_copy=manifest["data_copy"])
+    run_id = state.pop("mlflow_run_id") if state else None
+    with tracking.run(name, tags, None if run_id else logged, run_id=run_id) as active:
+        import mlflow
+
+        if state is not None:
+            print(f"{name}: resuming from step {state['step']} ({ckpt.path})")
+        result = train(cfg, data, resume=state,
+                       on_eval=lambda step, acc: mlflow.log_metric("test_acc", acc, step=step),
+                       on_checkpoint=lambda st: ckpt.save({**st, "mlflow_run_id": active.info.run_id}))
+        summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=device)
+        _write_run(runs_dir / name, result, summary, cfg.width)
+        tracking.log_series(active.info.run_id, result.steps, ("loss", "lr", "lr_applied", "momentum", "effective_lr"))
+        mlflow.log_metrics({k: float(v) for k, v in summary.items()
+                            if isinstance(v, (int, float)) and v is not None and k != "seed"})
+        mlflow.log_metrics({f"steps_to_{k}": v for k, v in summary["targets"].items() if v is not None})
+        mlflow.set_tag("status", "diverged" if summary["diverged"] else "completed")
+        timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start,
+                      mlflow_run_id=active.info.run_id, resumed_from_step=state["step"] if state else None)
+        mlflow.log_metrics({k: float(v) for k, v in timing.items() if isinstance(v, float)})
+        timings.record("train", name, timing)
+        tracking.log_artifacts([runs_dir / name / f for f in ("model.pt", "steps.csv", "evals.csv", "metrics.json")])
+    ckpt.remove()
+    return {**summary, **timing}
+
+
+def _write_run(folder: Path, result, summary: dict, width: int) -> None:
+    with atomic_dir(folder) as tmp:
+        save_torch(tmp / "model.pt", {"state_dict": result.model.state_dict(), "width": width, "num_classes": 10})
+        pd.DataFrame(result.steps).to_csv(tmp / "steps.csv", index=False)
+        # a header even when empty (a run that diverged before its first evaluation)
+        pd.DataFrame(result.evals, columns=["step", "test_acc"]).to_csv(tmp / "evals.csv", index=False)
+        write_json(tmp / "metrics.json", summary)
+

@@ -1,0 +1,81 @@
+"""The studied schedule's trained models, and the attribution of each on the validation split."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..analysis.records import AttributionRecord, load_attribution
+from ..analysis.records import load_run
+from ..core.attribution import AttributionSettings, attribute, mad_outliers, problem_layers, ranking
+from ..core.errors import ConfigError
+from ..core.names import run_name
+from ..training.augment import normalize
+from ..training.device import pick_device, set_threads
+from ..training.model import GROUPS, load_model
+from . import tracking
+from .params import run_config
+from .runs import RUNS_DIR, run_key
+
+ATTRIBUTION_DIR = Path("attribution")
+
+
+@dataclass(frozen=True)
+class StudiedRun:
+    optimizer: str
+    seed: int
+    schedule: str
+    run: str
+    dir: Path
+
+    def attribution(self, folder: Path = ATTRIBUTION_DIR) -> AttributionRecord:
+        return load_attribution(folder / f"{self.run}.json")
+
+
+def attribution_settings(params: dict) -> AttributionSettings:
+    a = params["attribution"]
+    granularity = a.get("granularity", "group")
+    return AttributionSettings(method=a.get("method"), granularity=granularity, k=a.get("k"),
+                               batch_size=a.get("batch_size", 256),
+                               n_groups=len(GROUPS) if granularity == "group" else None)
+
+
+def studied_runs(params: dict, runs_dir: Path = RUNS_DIR) -> list[StudiedRun]:
+    """One entry per (optimizer, seed) trained under params['schedule']."""
+    schedule = params["schedule"]
+    if schedule not in params["matrix"]["schedules"]:
+        raise ConfigError(
+            f"schedule={schedule!r} was not trained: add it to matrix.schedules "
+            f"({', '.join(params['matrix']['schedules'])})"
+        )
+    return [StudiedRun(o, s, schedule, run_name(o, schedule, s), runs_dir / run_name(o, schedule, s))
+            for o in params["matrix"]["optimizers"] for s in params["matrix"]["seeds"]]
+
+
+def compute_device(params: dict):
+    """The device of the diagnostic stages, with train.threads threads: the same numerics on
+    every launch path, as for training."""
+    set_threads(params["train"]["threads"])
+    return pick_device(params["train"]["device"])
+
+
+def training_run_id(params: dict, entry: StudiedRun, data_sha256: str) -> str | None:
+    """The MLflow run that trained this model (found by its run key), to log diagnostics into."""
+    return tracking.find_run(run_key(run_config(params, entry.optimizer, entry.schedule, entry.seed), data_sha256))
+
+
+def attribute_run(entry: StudiedRun, data: dict, params: dict, device) -> AttributionRecord:
+    settings = attribution_settings(params)
+    model = load_model(entry.dir / "model.pt", device)
+    diverged = load_run(entry.dir).diverged
+    res = attribute(model, data["x_val"], data["y_val"], method=settings.method, granularity=settings.granularity,
+                    batch_size=settings.batch_size, seed=entry.seed,
+                    prepare=lambda x: normalize(x.to(device), channels_last=False))
+    scores = res["scores"]
+    return AttributionRecord(
+        run=entry.run, optimizer=entry.optimizer, seed=entry.seed, schedule=entry.schedule, split="val",
+        method=res["method"], granularity=res["granularity"], k=settings.k, scores=scores,
+        param_counts=res["param_counts"], problem_layers=problem_layers(scores, settings.k),
+        mad_outliers=mad_outliers(scores), ranks={n: i + 1 for i, n in enumerate(ranking(scores))},
+        n_errors=res["n_errors"], n_correct=res["n_correct"], n_images=res["n_images"],
+        error_indices=res["error_indices"], diverged=diverged,
+    )

@@ -1,0 +1,75 @@
+"""Surgical repair of the studied models: every arm (flagged groups and controls) fine-tuned with
+the same budget and data order on the training split, scored on the test split."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+import torch
+
+from ..analysis.records import ArmResult, AttributionRecord, RepairModel
+from ..analysis.stats import mcnemar_exact
+from ..core import checks
+from ..core.controls import Arm, percentile_among
+from ..core.surgery import Budget, repair_outcome, surgical_finetune
+from ..training.augment import augment, normalize
+from ..training.engine import predict
+
+SPLITS = {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
+
+
+def repair_budget(params: dict, seed: int) -> Budget:
+    """The repair section as the Budget every arm shares (its extra keys checked here too)."""
+    r, schedule = params["repair"], params["schedule"]
+    checks.integer(r.get("n_random"), "repair.n_random")
+    checks.number(r.get("upweight_errors", 0.0), "repair.upweight_errors", low=0)
+    return Budget(steps=r.get("steps"), lr=r.get("lr"), batch_size=r.get("batch_size", 128),
+                  weight_decay=r.get("weight_decay", 0.0), schedule=schedule,
+                  schedule_options=dict(params["momentum"].get(schedule) or {}),
+                  max_momentum=params["momentum"]["max_momentum"], seed=seed)
+
+
+def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms: list[Arm], device="cpu",
+             upweight_errors: float = 0.0, on_arm=None) -> list[ArmResult]:
+    """Fine-tune every arm; ``upweight_errors`` > 0 adds the validation images misclassified at
+    diagnosis to the training data with that loss weight."""
+    x, y = data["x_train"], data["y_train"]
+    weights = None
+    if upweight_errors > 0:
+        idx = torch.as_tensor(record.error_indices)
+        x, y = torch.cat([x, data["x_val"][idx]]), torch.cat([y, data["y_val"][idx]])
+        weights = torch.cat([torch.ones(len(data["y_train"])), torch.full((len(idx),), float(upweight_errors))])
+    before = predict(model, data["x_test"], device, channels_last=False)
+    out = []
+    for arm in arms:
+        b = Budget(**{**budget.__dict__, "auto_rgn": arm.auto_rgn})
+        repaired, fraction = surgical_finetune(model, list(arm.groups), x, y, b, device=device, weights=weights,
+                                               prepare=lambda t: normalize(t, channels_last=False), augment=augment)
+        outcome = repair_outcome(before, predict(repaired, data["x_test"], device, channels_last=False),
+                                 data["y_test"])
+        result = ArmResult(arm=arm.name, groups=list(arm.groups), param_fraction=fraction, random=arm.random,
+                           auto_rgn=arm.auto_rgn, matched_fraction=arm.matched_fraction,
+                           mcnemar_p=mcnemar_exact(outcome["fixed"], outcome["broken"]), **outcome)
+        out.append(result)
+        if on_arm is not None:
+            on_arm(result)
+    nets = [r.net for r in out if r.random]
+    for r in out:
+        r.percentile_among_random = percentile_among(r.net, nets)
+    return out
+
+
+def arm_table(models: list[RepairModel]) -> pd.DataFrame:
+    """One row per arm of every model, groups joined with '+'."""
+    return pd.DataFrame([{"run": m.run, "optimizer": m.optimizer, "seed": m.seed, **asdict(a),
+                          "groups": "+".join(a.groups)} for m in models for a in m.arms])
+
+
+def log_arm(run: str, result: ArmResult) -> None:
+    """One MLflow child run per arm, under the active repair run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"{run}/{result.arm}", nested=True,
+                          tags={"arm": result.arm, "groups": ",".join(result.groups)}):
+        mlflow.log_metrics({m: float(getattr(result, m)) for m in
+                            ("fixed", "broken", "net", "acc_before", "acc_after", "mcnemar_p", "param_fraction")})

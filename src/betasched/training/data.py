@@ -1,0 +1,266 @@
+"""CIFAR-10 (official archive or an ImageFolder tarball) or synthetic data, split and stored
+as compact uint8 tensors. Training reads these tensors, never image files."""
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core import checks
+from ..core.errors import ConfigError, DataError
+from ..core.files import atomic_dir, sha256_file, write_json
+from .checkpoint import load_torch, save_torch
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+OFFICIAL_ARCHIVE = "cifar-10-python.tar.gz"  # torchvision's CIFAR10.filename
+BATCHES_DIR = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
+JPEG_ARCHIVE = "cifar10-jpeg.tar.xz"
+SPLITS = ("train", "val", "test")
+
+
+# ---- sources: each returns (train images, train labels, test images, test labels, info) ----
+
+def _official(raw: Path, download: bool):
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    archive = raw / OFFICIAL_ARCHIVE
+    if archive.exists() and not check_integrity(str(archive), CIFAR10.tgz_md5):
+        raise DataError(
+            f"{archive} is corrupt (md5 differs from torchvision's {CIFAR10.tgz_md5}): "
+            "delete it and download it again"
+        )
+    with tempfile.TemporaryDirectory(dir=raw) as tmp:
+        root = raw if (raw / BATCHES_DIR).is_dir() else Path(tmp)
+        if archive.exists() and root != raw:
+            (root / OFFICIAL_ARCHIVE).symlink_to(archive.resolve())
+        try:
+            train = CIFAR10(str(root), train=True, download=download or archive.exists())
+            test = CIFAR10(str(root), train=False, download=False)
+        except RuntimeError as exc:
+            raise DataError(f"CIFAR-10 batches under {root} fail torchvision's md5 check: {exc}") from exc
+
+    def to_tensor(ds):
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+
+    sha = sha256_file(archive) if archive.exists() else None
+    info = {"kind": "official", "archive": str(archive), "archive_sha256": sha}
+    return (*to_tensor(train), *to_tensor(test), info)
+
+
+def _tar_files(archive: Path) -> dict[str, bytes]:
+    """Every regular file of the tarball, in memory (the CIFAR-10 JPEG copy: about 90 MB),
+    read in one decompression pass: no file is written, and the archive is read once."""
+    import lzma
+
+    try:
+        with tarfile.open(archive) as tar:  # members read in order: one pass; a truncated xz raises
+            return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as exc:
+        raise DataError(
+            f"{archive} is corrupt or truncated ({exc or type(exc).__name__}): "
+            "copy it again (the offline copy is ../shared/data/cifar10-jpeg.tar.xz)"
+        ) from exc
+
+
+def _imagefolder_index(archive: Path, files: dict[str, bytes]) -> dict[str, list[tuple[str, str]]]:
+    """(class, member name) of each split in torchvision ImageFolder's order (class folders
+    sorted, then files sorted; image extensions only), from the names alone."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    index = {"train": [], "test": []}
+    for name in files:
+        parts = Path(name).parts
+        if len(parts) >= 3 and parts[-3] in index and name.lower().endswith(IMG_EXTENSIONS):
+            index[parts[-3]].append((parts[-2], name))
+    for split, entries in index.items():
+        if not entries:
+            raise DataError(f"{archive} has no {split}/ folder: it is not an ImageFolder tarball")
+        classes = sorted({c for c, _ in entries})
+        if tuple(classes) != CLASSES:
+            raise DataError(f"{archive}:{split}/ has classes {classes}, not CIFAR-10's {list(CLASSES)}")
+    return {s: sorted(v) for s, v in index.items()}
+
+
+def _labels(entries: list[tuple[str, str]]) -> torch.Tensor:
+    return torch.tensor([CLASSES.index(c) for c, _ in entries])
+
+
+def _imagefolder(archive: Path, files: dict[str, bytes], index: dict, keep: dict[str, np.ndarray] | None = None):
+    """An ImageFolder-layout tarball (train/<class>/*, test/<class>/*), indexed as torchvision's
+    ImageFolder does and decoded as its loader does (PIL, RGB). Only the images in ``keep``
+    (indices in that order) are decoded; the others stay zero."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for split in ("train", "test"):
+        entries = index[split]
+        idx = np.arange(len(entries)) if keep is None else np.sort(keep[split])
+        full = torch.zeros(len(entries), 3, 32, 32, dtype=torch.uint8)
+        for i in idx:
+            name = entries[i][1]
+            try:
+                image = np.array(Image.open(io.BytesIO(files[name])).convert("RGB"))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"{archive}:{name} is not a readable image ({exc}): copy the archive again") from exc
+            if image.shape != (32, 32, 3):
+                raise DataError(f"{archive}:{name} is {image.shape[1]}x{image.shape[0]}, not CIFAR's 32x32")
+            full[i] = torch.from_numpy(image).permute(2, 0, 1)
+        out += [full, _labels(entries)]
+    info = {"kind": "jpeg", "archive": str(archive), "archive_sha256": sha256_file(archive)}
+    return (*out, info)
+
+
+def synthetic(n_train: int, n_test: int, seed: int = 0):
+    """Learnable class-conditional images: a smooth random prototype per class, shifted and noised."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.nn.functional.interpolate(torch.randn(10, 3, 4, 4, generator=g), size=32, mode="bilinear")
+
+    def draw(n):
+        y = torch.arange(n) % 10
+        shift = torch.randint(-3, 4, (n, 2), generator=g)
+        x = torch.stack([torch.roll(protos[c], tuple(s.tolist()), dims=(1, 2)) for c, s in zip(y, shift)])
+        x = 128 + 50 * x + 40 * torch.randn(x.shape, generator=g)
+        return x.clamp(0, 255).to(torch.uint8), y
+
+    return (*draw(n_train), *draw(n_test), {"kind": "synthetic", "archive": None, "archive_sha256": None})
+
+
+# ---- splitting ----
+
+def stratified_pick(labels: torch.Tensor, per_class: int | None, seed: int, exclude=None) -> torch.Tensor:
+    """Indices of ``per_class`` images of each class (all when None), chosen with a fixed seed."""
+    g = torch.Generator().manual_seed(seed)
+    taken = set() if exclude is None else set(exclude.tolist())
+    picked = []
+    for c in range(int(labels.max()) + 1):
+        idx = [i for i in torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()), generator=g)].tolist() if i not in taken]
+        if per_class is not None and per_class > len(idx):
+            raise DataError(f"class {c} has {len(idx)} images left, fewer than the {per_class} asked for")
+        picked += idx[:per_class] if per_class is not None else idx
+    return torch.tensor(sorted(picked))
+
+
+SOURCES = ("auto", "cifar10", "imagefolder", "synthetic")
+
+
+def _per_class(n: int | None, name: str) -> int | None:
+    if n is None:
+        return None
+    checks.integer(n, f"data.{name}", low=10)
+    if n % 10:
+        raise DataError(f"data.{name}={n} must be a multiple of 10 (stratified over 10 classes), or null")
+    return n // 10
+
+
+def check_data_config(cfg: dict) -> dict:
+    """The data section, checked once (prepare and params validation both call this)."""
+    checks.choice(cfg.get("source"), "data.source", SOURCES)
+    for key in ("n_train", "n_val", "n_test"):
+        _per_class(cfg.get(key), key)
+    checks.integer(cfg.get("split_seed"), "data.split_seed", low=0)
+    if cfg.get("source") == "synthetic":
+        checks.integer(cfg.get("synthetic_size", 2000), "data.synthetic_size", low=10)
+    for key in ("raw_dir", "archive"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise ConfigError(f"data.{key}={cfg[key]!r} must be a path")
+    return cfg
+
+
+def locate_source(cfg: dict) -> tuple[str, Path | None]:
+    check_data_config(cfg)
+    raw = Path(cfg["raw_dir"])
+    source = cfg["source"]
+    if source == "synthetic":
+        return "synthetic", None
+    official = raw / OFFICIAL_ARCHIVE
+    jpeg = Path(cfg.get("archive") or raw / JPEG_ARCHIVE)
+    if source == "cifar10" or (source == "auto" and (official.exists() or (raw / BATCHES_DIR).is_dir())):
+        return "cifar10", official
+    if jpeg.exists() or (source == "imagefolder" and jpeg.is_symlink()):
+        if not jpeg.exists():
+            raise DataError(f"{jpeg} is a broken link: point it at a copy of {JPEG_ARCHIVE}")
+        return "imagefolder", jpeg
+    if source == "imagefolder":
+        raise DataError(f"{jpeg} not found: set data.archive to an ImageFolder tarball")
+    return "cifar10", official  # auto: try torchvision's download
+
+
+def prepare(cfg: dict, out_dir: str | Path, download: bool = True) -> dict:
+    """Load the source, split it, and write data.pt and manifest.json atomically. The manifest
+    holds no wall-clock time, so the same data gives the same folder hash and DVC's cache holds."""
+    kind, path = locate_source(cfg)
+    n_train, n_val, n_test = (_per_class(cfg[k], k) for k in ("n_train", "n_val", "n_test"))
+    seed = cfg["split_seed"]
+    if kind == "synthetic":
+        x_tr, y_tr, x_te, y_te, info = synthetic(cfg.get("synthetic_size", 2000), 1000, seed)
+    elif kind == "imagefolder":
+        files = _tar_files(path)
+        index = _imagefolder_index(path, files)
+        labels = {s: _labels(v) for s, v in index.items()}
+        keep = {}
+        val_idx = stratified_pick(labels["train"], n_val, seed)
+        tr_idx = stratified_pick(labels["train"], n_train, seed + 1, exclude=val_idx)
+        keep["train"] = torch.cat([val_idx, tr_idx]).sort().values.numpy()
+        keep["test"] = stratified_pick(labels["test"], n_test, seed + 2).numpy()
+        x_tr, y_tr, x_te, y_te, info = _imagefolder(path, files, index, keep)
+    else:
+        Path(cfg["raw_dir"]).mkdir(parents=True, exist_ok=True)
+        try:
+            x_tr, y_tr, x_te, y_te, info = _official(Path(cfg["raw_dir"]), download)
+        except (OSError, RuntimeError) as exc:  # URLError is an OSError: offline
+            raise DataError(
+                f"CIFAR-10 not found and its download failed ({type(exc).__name__}). Looked for "
+                f"{path}, {Path(cfg['raw_dir']) / BATCHES_DIR} and "
+                f"{Path(cfg['raw_dir']) / JPEG_ARCHIVE}. Put cifar-10-python.tar.gz or "
+                f"{JPEG_ARCHIVE} in {cfg['raw_dir']}/ (`make data` links ../shared/data/ there)"
+            ) from exc
+    val_idx = stratified_pick(y_tr, n_val, seed)
+    tr_idx = stratified_pick(y_tr, n_train, seed + 1, exclude=val_idx)
+    te_idx = stratified_pick(y_te, n_test, seed + 2)
+    tensors = {
+        "x_train": x_tr[tr_idx], "y_train": y_tr[tr_idx], "idx_train": tr_idx,
+        "x_val": x_tr[val_idx], "y_val": y_tr[val_idx], "idx_val": val_idx,
+        "x_test": x_te[te_idx], "y_test": y_te[te_idx], "idx_test": te_idx,
+    }
+    manifest = {
+        "source": info["kind"],
+        "data_copy": {"official": "official", "jpeg": "jpeg (offline copy, quality ~75)",
+                      "synthetic": "synthetic"}[info["kind"]],
+        "archive": info["archive"],
+        "archive_sha256": info["archive_sha256"],
+        "split_seed": seed,
+        "counts": {s: dict(sorted(Counter(tensors[f"y_{s}"].tolist()).items())) for s in SPLITS},
+        "sizes": {s: len(tensors[f"y_{s}"]) for s in SPLITS},
+        "classes": list(CLASSES),
+    }
+    with atomic_dir(out_dir) as tmp:
+        save_torch(tmp / "data.pt", tensors)
+        manifest["data_sha256"] = sha256_file(tmp / "data.pt")
+        write_json(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def load_prepared(folder: str | Path = "data/prepared") -> tuple[dict, dict]:
+    """The prepared tensors and manifest, after checking the tensors' sha256."""
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataError(f"{manifest_path} is missing: run `dvc repro prepare`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{manifest_path} is corrupt: run `dvc repro -f prepare`") from exc
+    data_path = folder / "data.pt"
+    if data_path.is_file() and sha256_file(data_path) != manifest.get("data_sha256"):
+        raise DataError(f"{data_path} does not match its manifest's sha256: run `dvc repro -f prepare`")
+    tensors = load_torch(data_path, "dvc repro -f prepare")
+    return tensors, manifest
+

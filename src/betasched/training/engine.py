@@ -1,0 +1,258 @@
+"""Training engine: data as tensors on the device, batched augmentation on the device, torch's
+warm-up + cosine LR, and the MomentumScheduler. Reads top to bottom: RunConfig, then train()
+(build the state, step, evaluate at sync points, checkpoint), then TrainResult.
+Runs as one process, or as N data-parallel ranks under torchrun (see distributed.py)."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..core import checks
+from ..core.errors import ConfigError
+from ..core.scheduler import MomentumScheduler, warmup_cosine
+from ..core.schedules import SCHEDULES, check_options
+from . import distributed
+from .augment import apply_augment, draw_augment, normalize
+from .device import PRECISIONS, autocast, check_device, pick_device, resolve_precision, set_threads
+from .model import ResNet18
+from .state import TrainState
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass
+class RunConfig:
+    """One run's settings, checked once here; error messages name the params.yaml keys."""
+    optimizer: str
+    schedule: str
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 5e-4
+    beta2: float = 0.999
+    warmup_epochs: float = 0.0
+    eval_every: int = 50
+    targets: tuple = (0.9, 0.95)
+    width: int = 64
+    max_momentum: float = 0.99
+    schedule_options: dict = field(default_factory=dict)
+    device: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    threads: int = 1
+    precision: str = "auto"
+    nproc: int = 1
+    checkpoint_every: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        checks.choice(self.optimizer, "optimizer", OPTIMIZERS)
+        checks.choice(self.schedule, "schedule", SCHEDULES)
+        check_options(self.schedule, self.schedule_options)
+        checks.integer(self.seed, "seed", low=0)
+        checks.integer(self.epochs, "train.epochs")
+        checks.integer(self.batch_size, "train.batch_size")
+        checks.positive(self.lr, f"optim.{self.optimizer}.lr")
+        checks.number(self.weight_decay, f"optim.{self.optimizer}.weight_decay", low=0)
+        checks.number(self.beta2, f"optim.{self.optimizer}.beta2", low=0, high=1, high_open=True)
+        checks.number(self.warmup_epochs, "train.warmup_epochs", low=0, high=self.epochs, high_open=True)
+        checks.integer(self.eval_every, "train.eval_every")
+        if not isinstance(self.targets, (list, tuple)) or not self.targets:
+            raise ConfigError(f"train.targets={self.targets!r} must be a non-empty list of accuracies")
+        for t in self.targets:
+            checks.number(t, "train.targets entry", low=0, high=1, low_open=True)
+        checks.integer(self.width, "model.width")
+        checks.number(self.max_momentum, "momentum.max_momentum", low=0, high=1, low_open=True, high_open=True)
+        check_device(self.device)
+        checks.integer(self.threads, "train.threads")
+        checks.choice(self.precision, "train.precision", PRECISIONS)
+        checks.integer(self.nproc, "train.nproc")
+        distributed.check_batch(self.batch_size, self.nproc)
+        checks.integer(self.checkpoint_every, "train.checkpoint_every", low=0)
+        for name in ("channels_last", "compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"train.{name}={getattr(self, name)!r} must be true or false")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``summary()`` is deterministic (same seed, same bytes on a CPU);
+    wall-clock seconds live apart, in ``timing()``."""
+    model: torch.nn.Module
+    steps: list[dict]
+    evals: list[dict]
+    reached: dict
+    total_steps: int
+    clipped_steps: int
+    diverged_at_step: int | None
+    precision: str
+    threads: int
+    ranks: int
+    train_seconds: float
+    eval_seconds: list[float]
+
+    def summary(self, cfg: RunConfig) -> dict:
+        accs = [e["test_acc"] for e in self.evals]
+        return {
+            "optimizer": cfg.optimizer, "schedule": cfg.schedule, "seed": cfg.seed,
+            "total_steps": self.total_steps, "steps_done": len(self.steps),
+            "final_test_acc": accs[-1] if accs else None, "best_test_acc": max(accs, default=None),
+            "targets": dict(self.reached), "clipped_steps": self.clipped_steps,
+            "diverged": self.diverged_at_step is not None, "diverged_at_step": self.diverged_at_step,
+            "precision": self.precision, "threads": self.threads, "ranks": self.ranks,
+        }
+
+    def timing(self, batch_size: int) -> dict:
+        at = dict(zip((e["step"] for e in self.evals), self.eval_seconds))
+        secs = self.train_seconds
+        return {
+            "train_seconds": secs,
+            "images_per_second": len(self.steps) * batch_size / secs if secs else None,
+            "target_seconds": {k: (at.get(v) if v is not None else None) for k, v in self.reached.items()},
+            "eval_seconds": self.eval_seconds,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
+    # Momentum values here are placeholders: MomentumScheduler sets them before the first step.
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def build_model(width: int, device, channels_last: bool, model: torch.nn.Module | None = None):
+    model = (model if model is not None else ResNet18(width)).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+@torch.no_grad()
+def predict(model, x_uint8: torch.Tensor, device, channels_last=True, batch=1000,
+            precision: str | None = None) -> torch.Tensor:
+    """Predicted labels, in eval mode, on the whole tensor."""
+    was_training = model.training
+    model.eval()
+    preds = []
+    for i in range(0, len(x_uint8), batch):
+        xb = normalize(x_uint8[i : i + batch].to(device), channels_last)
+        with autocast(device, precision):
+            preds.append(model(xb).argmax(1))
+    model.train(was_training)
+    return torch.cat(preds).cpu()
+
+
+def evaluate(model, x_test, y_test, device, ranks, channels_last: bool, precision: str) -> float:
+    """Test accuracy; under DDP each rank predicts its shard and the hits are summed."""
+    part = ranks.shard(len(y_test))
+    hits = predict(model, x_test[part], device, channels_last, precision=precision)
+    hits = (hits == y_test[part]).sum().to(device)
+    return distributed.sum_(hits, ranks).item() / len(y_test)
+
+
+def build_state(cfg: RunConfig, device, ranks, steps_per_epoch: int, model=None):
+    """Seeded model, optimizer, LR and momentum schedulers, data-order generator; and the
+    callable that runs the forward pass (DDP-wrapped and compiled when asked)."""
+    seed_everything(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    total = steps_per_epoch * cfg.epochs
+    model = build_model(cfg.width, device, cfg.channels_last, model)
+    parallel = distributed.wrap(model, ranks, device)
+    model = parallel.module if ranks.enabled else model  # SyncBatchNorm conversion makes a new module
+    forward = torch.compile(parallel) if cfg.compile else parallel
+    opt = make_optimizer(model.parameters(), cfg)
+    lr_sched = warmup_cosine(opt, int(round(cfg.warmup_epochs * steps_per_epoch)), total)
+    mom_sched = MomentumScheduler(opt, cfg.schedule, total_steps=total, max_momentum=cfg.max_momentum,
+                                  **cfg.schedule_options)
+    return TrainState(model, opt, lr_sched, mom_sched, gen, cfg.targets, total), forward
+
+
+def train_step(state: TrainState, forward, x_train, y_train, cfg: RunConfig, steps_per_epoch, ranks,
+               device, precision) -> None:
+    """One optimizer step on this rank's shard of the global batch."""
+    epoch, b = divmod(state.step, steps_per_epoch)
+    if b == 0:  # a resumed run restores the epoch's permutation from its checkpoint
+        state.perm = torch.randperm(len(y_train), generator=state.generator, device=device)
+    idx = state.perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+    draws = draw_augment(len(idx), state.generator)
+    mine = ranks.shard(len(idx))
+    idx = idx[mine]
+    xb = normalize(apply_augment(x_train[idx], *(d[mine] for d in draws)), cfg.channels_last)
+    with autocast(device, precision):
+        loss = F.cross_entropy(forward(xb), y_train[idx])
+    opt, mom = state.optimizer, state.momentum_scheduler
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    lr_nominal, mu = mom.get_last_nominal_lr()[0], mom.get_last_momentum()[0]
+    lr_applied = opt.param_groups[0]["lr"]
+    opt.step()
+    state.lr_scheduler.step()
+    mom.step()
+    state.step += 1
+    state.record_step(loss, {"step": state.step, "epoch": epoch, "lr": lr_nominal, "lr_applied": lr_applied,
+                             "momentum": mu, "effective_lr": lr_applied / (1.0 - mu)})
+
+
+def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, resume: dict | None = None,
+          on_eval=None, on_checkpoint=None) -> TrainResult:
+    """Train one run on data (uint8 x_train, y_train, x_test, y_test).
+
+    resume: a TrainState.state_dict() from an earlier, killed process (rank 0's, under DDP);
+    on_eval(step, acc) after each evaluation; on_checkpoint(state_dict) every cfg.checkpoint_every
+    steps; model: a freshly initialised network to train instead of ResNet-18(cfg.width).
+    """
+    ranks, device = distributed.setup(pick_device(cfg.device))
+    precision = resolve_precision(cfg.precision, device)
+    set_threads(cfg.threads)
+    distributed.check_batch(cfg.batch_size, ranks.world)
+    steps_per_epoch = len(data["y_train"]) // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(f"train.batch_size={cfg.batch_size} exceeds the {len(data['y_train'])} training images")
+    state, forward = build_state(cfg, device, ranks, steps_per_epoch, model)
+    resume = distributed.broadcast(resume, ranks)
+    if resume is not None:
+        state.load_state_dict(resume)
+    x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
+    bar = tqdm(total=state.total_steps, initial=state.step, desc=f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed}",
+               disable=not (cfg.progress and ranks.is_main))
+    diverged, clock = None, time.perf_counter()
+    while state.step < state.total_steps and diverged is None:
+        train_step(state, forward, x_train, y_train, cfg, steps_per_epoch, ranks, device, precision)
+        bar.update(1)
+        if state.step % cfg.eval_every == 0 or state.step == state.total_steps:
+            state.flush_losses(ranks)  # the sync point: losses to the host, divergence, evaluation
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            state.train_seconds += time.perf_counter() - clock
+            diverged = state.first_nonfinite_loss(cfg.eval_every)
+            if diverged is None:
+                acc = evaluate(state.model, data["x_test"], data["y_test"], device, ranks, cfg.channels_last,
+                               precision)
+                state.record_eval(acc, cfg.targets)
+                bar.set_postfix(loss=f"{state.steps[-1]['loss']:.3f}", acc=f"{acc:.3f}")
+                if on_eval is not None:
+                    on_eval(state.step, acc)
+            clock = time.perf_counter()
+        if diverged is None and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 \
+                and state.step < state.total_steps:
+            state.flush_losses(ranks)  # on every rank: a collective under DDP
+            if on_checkpoint is not None:
+                snapshot = state.state_dict()
+                snapshot["train_seconds"] += time.perf_counter() - clock
+                on_checkpoint(snapshot)
+    bar.close()
+    return TrainResult(state.model, state.steps, state.evals, state.reached, state.total_steps,
+                       state.momentum_scheduler.clipped_steps, diverged, precision, cfg.threads, ranks.world,
+                       state.train_seconds, state.eval_seconds)

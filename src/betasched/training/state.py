@@ -1,0 +1,101 @@
+"""Everything a training run carries from step to step, with state_dict / load_state_dict, so
+that a run killed mid-way resumes to the same bytes."""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+
+from ..core.names import target_key
+from . import distributed
+
+
+def rng_state(gen: torch.Generator) -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": gen.get_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["generator"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainState:
+    """The model, its optimizer and both schedulers, the data-order generator, and the history
+    (per-step rows, evaluations, first step at each target)."""
+
+    def __init__(self, model, optimizer, lr_scheduler, momentum_scheduler, generator, targets, total_steps):
+        self.model, self.optimizer = model, optimizer
+        self.lr_scheduler, self.momentum_scheduler = lr_scheduler, momentum_scheduler
+        self.generator, self.total_steps = generator, total_steps
+        self.step, self.perm = 0, None
+        self.steps: list[dict] = []
+        self.evals: list[dict] = []
+        self.reached: dict[str, int | None] = {target_key(t): None for t in targets}
+        self.train_seconds, self.eval_seconds = 0.0, []
+        self._losses: list[torch.Tensor] = []  # device tensors, pulled to the host at sync points
+
+    def record_step(self, loss: torch.Tensor, row: dict) -> None:
+        self._losses.append(loss.detach())
+        self.steps.append(row)
+
+    def flush_losses(self, ranks) -> None:
+        """Fill the pending rows' loss. Under DDP each rank's loss is over its shard: the mean over
+        ranks is the global batch's. A collective: every rank calls it at the same step."""
+        if not self._losses:
+            return
+        mean = distributed.sum_(torch.stack(self._losses).float(), ranks) / ranks.world
+        for row, value in zip(self.steps[len(self.steps) - len(self._losses):], mean.tolist()):
+            row["loss"] = value
+        self._losses.clear()
+
+    def first_nonfinite_loss(self, window: int) -> int | None:
+        bad = [r["step"] for r in self.steps[-window:] if not math.isfinite(r["loss"])]
+        return bad[0] if bad else None
+
+    def record_eval(self, acc: float, targets) -> None:
+        self.evals.append({"step": self.step, "test_acc": acc})
+        self.eval_seconds.append(self.train_seconds)
+        for t in targets:
+            if self.reached[target_key(t)] is None and acc >= t:
+                self.reached[target_key(t)] = self.step
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "momentum_scheduler": self.momentum_scheduler.state_dict(),
+            "rng": rng_state(self.generator), "step": self.step, "perm": self.perm,
+            "steps": self.steps, "evals": self.evals, "reached": self.reached,
+            "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.momentum_scheduler.load_state_dict(state["momentum_scheduler"])
+        set_rng_state(state["rng"], self.generator)
+        self.step, self.perm = state["step"], state["perm"]
+        self.steps, self.evals, self.reached = state["steps"], state["evals"], state["reached"]
+        self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
+
+
+STATE_KEYS = ("model", "optimizer", "lr_scheduler", "momentum_scheduler", "rng", "step", "perm",
+              "steps", "evals", "reached", "train_seconds", "eval_seconds")
