@@ -20,7 +20,7 @@ def attribute_stage() -> None:
     entries = studied_runs(params)
     attribution_settings(params)  # checked before anything is written
     tracking.setup()
-    device = compute_device(params)
+    device = compute_device(params, "attribution")
     data, manifest = load_prepared()  # only x_val / y_val are read: the test set is never used here
     records = [attribute_run(entry, data, params, device) for entry in entries]
     with atomic_dir(ATTRIBUTION_DIR) as tmp:

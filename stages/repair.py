@@ -22,7 +22,7 @@ def repair_stage() -> None:
     entries = studied_runs(params)
     budgets = [repair_budget(params, entry.seed) for entry in entries]  # checked before anything runs
     records = [entry.attribution() for entry in entries]
-    device = compute_device(params)
+    device = compute_device(params, "repair")
     data, _ = load_prepared()
     models = []
     with tracking.run(f"repair-{params['schedule']}", tracking.stage_tags("repair", params),

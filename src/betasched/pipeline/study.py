@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..analysis.records import AttributionRecord, load_attribution
 from ..analysis.records import load_run
+from ..core import checks
 from ..core.attribution import AttributionSettings, attribute, mad_outliers, problem_layers, ranking
 from ..core.errors import ConfigError
 from ..core.names import run_name
@@ -33,6 +34,7 @@ class StudiedRun:
 
 def attribution_settings(params: dict) -> AttributionSettings:
     a = params["attribution"]
+    checks.integer(a.get("threads", 1), "attribution.threads")
     granularity = a.get("granularity", "group")
     return AttributionSettings(method=a.get("method"), granularity=granularity, k=a.get("k"),
                                batch_size=a.get("batch_size", 256),
@@ -51,10 +53,10 @@ def studied_runs(params: dict, runs_dir: Path = RUNS_DIR) -> list[StudiedRun]:
             for o in params["matrix"]["optimizers"] for s in params["matrix"]["seeds"]]
 
 
-def compute_device(params: dict):
-    """The device of the diagnostic stages, with train.threads threads: the same numerics on
-    every launch path, as for training."""
-    set_threads(params["train"]["threads"])
+def compute_device(params: dict, section: str):
+    """The device of a diagnostic stage, with its own thread count (``<section>.threads``, a param:
+    it changes CPU results at rounding level). These stages run alone, so they take every core."""
+    set_threads(params[section].get("threads", 1))
     return pick_device(params["train"]["device"])
 
 

@@ -22,6 +22,7 @@ def repair_budget(params: dict, seed: int) -> Budget:
     """The repair section as the Budget every arm shares (its extra keys checked here too)."""
     r, schedule = params["repair"], params["schedule"]
     checks.integer(r.get("n_random"), "repair.n_random")
+    checks.integer(r.get("threads", 1), "repair.threads")
     checks.number(r.get("upweight_errors", 0.0), "repair.upweight_errors", low=0)
     return Budget(steps=r.get("steps"), lr=r.get("lr"), batch_size=r.get("batch_size", 128),
                   weight_decay=r.get("weight_decay", 0.0), schedule=schedule,
