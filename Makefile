@@ -67,7 +67,7 @@ bench-matrix: $(STAMP) data
 core-check: $(STAMP)
 	rm -rf .core-venv && $(PY) -m venv .core-venv
 	.core-venv/bin/pip install -q --disable-pip-version-check -c constraints.txt .
-	$(BIN)/python tests/test_core_install.py .core-venv/bin/python
+	$(BIN)/python tests/test_core_install.py $(abspath .core-venv)/bin/python
 	rm -rf .core-venv
 
 clean:
