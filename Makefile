@@ -44,8 +44,9 @@ repro: $(STAMP) data
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+PORT ?= 5000
 ui: $(STAMP)
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(abspath mlflow.db)
+	$(BIN)/python -m betasched.pipeline.ui --port $(PORT)
 
 # Engine vs a textbook DataLoader loop, alternating; writes metrics/bench.json.
 bench: $(STAMP) data

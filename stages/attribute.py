@@ -4,7 +4,7 @@ import time
 import pandas as pd
 
 from betasched.analysis import plots
-from betasched.core.files import atomic_dir
+from betasched.core.files import atomic_dir, check_writable
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
@@ -17,6 +17,7 @@ from betasched.training.data import load_prepared
 def attribute_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    check_writable(".", "plots")
     entries = studied_runs(params)
     attribution_settings(params)  # checked before anything is written
     tracking.setup()

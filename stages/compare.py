@@ -3,7 +3,7 @@ import time
 
 from betasched.analysis import plots
 from betasched.analysis.compare import long_frames, summarize
-from betasched.core.files import atomic_path, write_json
+from betasched.core.files import atomic_path, check_writable, write_json
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
@@ -14,6 +14,7 @@ from betasched.pipeline.results import collect_runs
 def compare_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    check_writable("metrics", "plots")
     runs = collect_runs(params)
     nested, seconds, table = summarize(runs, params["train"]["targets"])
     evals, steps = long_frames(runs)

@@ -4,6 +4,7 @@ import time
 from betasched.analysis import plots
 from betasched.analysis.overlap import summarize, verdict
 from betasched.analysis.records import OverlapRecord
+from betasched.core.files import check_writable
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
@@ -14,6 +15,7 @@ from betasched.pipeline.study import studied_runs
 def overlap_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    check_writable("metrics", "plots")
     records = [entry.attribution() for entry in studied_runs(params)]
     summary = summarize(records, params["attribution"]["k"])
     overlap = OverlapRecord(**summary, schedule=params["schedule"], method=params["attribution"]["method"],

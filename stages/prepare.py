@@ -1,6 +1,7 @@
 """Stage prepare: CIFAR-10 (or synthetic data) -> data/prepared/{data.pt, manifest.json}."""
 import time
 
+from betasched.core.files import check_writable
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
@@ -11,6 +12,7 @@ from betasched.training.data import prepare
 def prepare_stage(out_dir: str = "data/prepared") -> None:
     start = time.perf_counter()
     params = load_params()
+    check_writable(out_dir)
     tracking.setup()  # the store must work before any output is written; creates the experiment once
     manifest = prepare(params["data"], out_dir)
     timings.record("stage", "prepare", {"wall_seconds": time.perf_counter() - start})

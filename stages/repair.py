@@ -4,7 +4,7 @@ import time
 from betasched.analysis import plots
 from betasched.analysis.records import RepairModel, RepairRecord
 from betasched.core.controls import build_arms
-from betasched.core.files import atomic_path
+from betasched.core.files import atomic_path, check_writable
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
@@ -18,6 +18,7 @@ from betasched.training.model import load_model
 def repair_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    check_writable("metrics", "plots")
     cfg, k = params["repair"], params["attribution"]["k"]
     entries = studied_runs(params)
     budgets = [repair_budget(params, entry.seed) for entry in entries]  # checked before anything runs

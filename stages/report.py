@@ -7,7 +7,7 @@ from betasched.analysis.claims import claim_rows
 from betasched.analysis.compare import long_frames
 from betasched.analysis.records import load_overlap, load_repair
 from betasched.analysis.report import claims_table, render
-from betasched.core.files import write_json, write_text
+from betasched.core.files import check_writable, write_json, write_text
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
@@ -18,6 +18,7 @@ from betasched.pipeline.results import collect_runs
 def report_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    check_writable(".", "metrics", "plots")
     runs = collect_runs(params)
     overlap, repair = load_overlap(), load_repair()
     manifest = json.loads(open("data/prepared/manifest.json").read())

@@ -1,6 +1,7 @@
 """Stage train: one (optimizer, schedule, seed) run -> runs/<optimizer>-<schedule>-s<seed>/."""
 import sys
 
+from betasched.core.files import check_writable
 from betasched.pipeline.cli import ArgumentParser, one_line_errors
 from betasched.pipeline.params import load_params, run_config
 from betasched.pipeline.runs import execute
@@ -10,9 +11,12 @@ from betasched.training import distributed
 @one_line_errors
 def train_stage(optimizer: str, schedule: str, seed: int) -> None:
     params = load_params()
+    check_writable("runs")
     cfg = run_config(params, optimizer, schedule, seed)  # checks the arguments before any relaunch
-    # train.nproc > 1: the same run as N data-parallel ranks (torchrun, one node).
-    distributed.relaunch(cfg.nproc, __file__, sys.argv[1:])
+    # train.nproc > 1: the same run as N data-parallel ranks on this machine.
+    code = distributed.launch_local(cfg.nproc, __file__, sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     summary = execute(params, optimizer, schedule, seed)
     distributed.teardown()
     if not summary:  # a rank other than 0

@@ -85,7 +85,9 @@ def test_imagefolder_tarball(tmp_path):
     raw.mkdir()
     _imagefolder_tarball(raw / "cifar10-jpeg.tar.xz")
     manifest = prepare(dict(BASE, raw_dir=str(raw), n_val=10, n_test=10, n_train=10), tmp_path / "p")
-    assert manifest["source"] == "jpeg"
+    # Any ImageFolder tarball but the known offline copy is labelled as what it is.
+    assert manifest["source"] == "imagefolder"
+    assert manifest["data_copy"] == "imagefolder (cifar10-jpeg.tar.xz)"
     tensors, _ = load_prepared(tmp_path / "p")
     # Pixel value encodes class and index: labels must follow the class folders.
     for x, y in zip(tensors["x_val"], tensors["y_val"]):

@@ -79,18 +79,34 @@ def test_rank_shards_cover_the_batch_once():
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
-def test_train_stage_under_torchrun(smoke_repo):
-    """train.nproc=2: the stage relaunches itself under torchrun; rank 0 alone writes the run."""
+def test_train_stage_with_two_ranks_listens_on_loopback_only(smoke_repo):
+    """train.nproc=2: the stage runs two ranks of itself on this machine; rank 0 alone writes the
+    run, and no process of the run listens anywhere but on the loopback interface."""
+    import time
+
+    import psutil
+
     env = env_with_venv(OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, "stages/prepare.py"], cwd=smoke_repo, env=env, check=True,
                    capture_output=True)
     params = (smoke_repo / "params.yaml").read_text().replace("  nproc: 1", "  nproc: 2")
     (smoke_repo / "params.yaml").write_text(params)
-    proc = subprocess.run([sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta",
-                           "--seed", "0"], cwd=smoke_repo, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("sgd/beta/s0: done") == 1
-    run = smoke_repo / "runs/sgd-beta-s0"
-    metrics = json.loads((run / "metrics.json").read_text())
+    proc = subprocess.Popen([sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta",
+                             "--seed", "0"], cwd=smoke_repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    listening = set()
+    while proc.poll() is None:
+        try:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            pids = {p.pid for p in tree}
+            listening |= {c.laddr.ip for c in psutil.net_connections("inet")
+                          if c.status == psutil.CONN_LISTEN and c.pid in pids}
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert out.count("sgd/beta/s0: done") == 1
+    metrics = json.loads((smoke_repo / "runs/sgd-beta-s0/metrics.json").read_text())
     assert metrics["ranks"] == 2 and metrics["steps_done"] > 0
+    assert listening and listening <= {"127.0.0.1", "::1"}, listening

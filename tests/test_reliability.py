@@ -176,5 +176,6 @@ def test_training_against_a_real_mlflow_server(repo, tmp_path):
 def test_make_ui_binds_loopback_only():
     from conftest import ROOT
 
-    ui = [line for line in (ROOT / "Makefile").read_text().splitlines() if "mlflow ui" in line]
-    assert ui and all("--host 127.0.0.1" in line for line in ui)
+    ui = (ROOT / "src/betasched/pipeline/ui.py").read_text()
+    assert '"--host", "127.0.0.1"' in ui and 'check_port_free("127.0.0.1"' in ui
+    assert "-m betasched.pipeline.ui" in (ROOT / "Makefile").read_text()

@@ -26,6 +26,7 @@ def atomic_path(path: str | Path):
     """Yield a temp path beside ``path``; on success rename it over ``path``, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -42,6 +43,7 @@ def atomic_dir(path: str | Path):
     """Yield a temp folder beside ``path``; on success it replaces ``path`` whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
@@ -54,15 +56,23 @@ def atomic_dir(path: str | Path):
             shutil.rmtree(tmp)
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temp files and folders that killed writers left in ``folder``."""
-    gone = []
-    folder = Path(folder)
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp"):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-            gone.append(p)
-    return gone
+def _clear_stale_temps(path: Path) -> None:
+    """Temp siblings of ``path`` left by a writer that was killed: removed by the next writer."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+def check_writable(*folders: str | Path) -> None:
+    """Each folder is a folder we can write, or can be created: checked before a stage writes
+    anything, so that a read-only or misplaced output fails before the first file is replaced."""
+    from .errors import BetaschedError
+
+    for folder in map(Path, folders):
+        existing = next(p for p in (folder, *folder.parents) if p.exists() or p == Path(p.anchor))
+        if not existing.is_dir():
+            raise BetaschedError(f"{existing} is a file, where the folder {folder} must be: move it away")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise BetaschedError(f"{existing} is not writable: make it writable (chmod u+w {existing})")
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -91,14 +91,42 @@ def check_stage_deps(dvc_yaml: str | Path, root: str | Path) -> dict[str, dict[s
     return out
 
 
-if __name__ == "__main__":  # print each stage's code deps, to paste into dvc.yaml; --check compares
+def write_stage_deps(dvc_yaml: str | Path, root: str | Path) -> list[str]:
+    """Rewrite the src/betasched deps of every stage in dvc.yaml to its closure, in place; the other
+    lines (data deps, comments, params, outs) stay as they are. Returns the stages changed."""
+    import yaml
+
+    root, path = Path(root).resolve(), Path(dvc_yaml)
+    stages = yaml.safe_load(path.read_text())["stages"]
+    lines, out, stage, changed = path.read_text().splitlines(), [], None, []
+    for line in lines:
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+            stage = line.strip()[:-1]
+        if stage in stages and line.startswith("      - src/betasched/") and line.endswith(".py"):
+            if not (out and out[-1].startswith("      - src/betasched/")):  # the first line of the block
+                script = next(w for w in stages[stage]["cmd"].split() if w.endswith(".py"))
+                new = [f"      - {c}" for c in stage_code(script, root)[1:]]
+                old = [d for d in stages[stage]["deps"] if d.startswith("src/betasched/")]
+                if [n[8:] for n in new] != old:
+                    changed.append(stage)
+                out += new
+            continue
+        out.append(line)
+    path.write_text("\n".join(out) + "\n")
+    return changed
+
+
+if __name__ == "__main__":  # --check: compare dvc.yaml with the closures; --write: rewrite them
     import sys
 
-    if sys.argv[1:] == ["--check"]:
+    if sys.argv[1:] == ["--write"]:
+        print("rewrote the code deps of:", ", ".join(write_stage_deps("dvc.yaml", Path.cwd())) or "none")
+    elif sys.argv[1:] == ["--check"]:
         problems = check_stage_deps("dvc.yaml", Path.cwd())
         for stage, p in problems.items():
             print(f"{stage}: missing {p['missing']}, extra {p['extra']}")
         sys.exit(1 if problems else 0)
-    for script in sys.argv[1:]:
-        print(f"# {script}")
-        print("\n".join(f"      - {p}" for p in stage_code(script, Path.cwd())))
+    else:
+        for script in sys.argv[1:]:
+            print(f"# {script}")
+            print("\n".join(f"      - {p}" for p in stage_code(script, Path.cwd())))

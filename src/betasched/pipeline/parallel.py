@@ -13,8 +13,10 @@ import argparse
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,11 +41,48 @@ def train_stages(prefix: str = "train@") -> list[str]:
     return [s for s in out.stdout.split() if s.startswith(prefix)]
 
 
+class Workers:
+    """The `dvc repro -s` children, each in its own process group (dvc and its trainer), so that a
+    signal to the launcher reaches the trainers too, and no new stage starts after it."""
+
+    def __init__(self):
+        self.procs: set[subprocess.Popen] = set()
+        self.stopped = False
+        self.lock = threading.Lock()
+
+    def run(self, cmd: list[str], env: dict) -> subprocess.CompletedProcess | None:
+        with self.lock:
+            if self.stopped:
+                return None
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+            self.procs.add(proc)
+        out, err = proc.communicate()
+        with self.lock:
+            self.procs.discard(proc)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    def stop(self) -> int:
+        """SIGTERM to every running stage's process group; returns how many were running."""
+        with self.lock:
+            self.stopped = True
+            live = [p for p in self.procs if p.poll() is None]
+        for proc in live:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in live:
+            proc.wait()
+        return len(live)
+
+
 def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> list[str]:
     """Reproduce the stages with `jobs` workers; returns the names of those that failed."""
     slots: queue.Queue[int] = queue.Queue()
     for i in range(jobs):
         slots.put(i)
+    workers = Workers()
 
     def one(stage: str) -> str | None:
         slot = slots.get()
@@ -52,9 +91,11 @@ def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> l
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
         try:
-            proc = subprocess.run(["dvc", "repro", "-s", stage], env=env, capture_output=True, text=True)
+            proc = workers.run(["dvc", "repro", "-s", stage], env)
         finally:
             slots.put(slot)
+        if proc is None:  # stopped before it started
+            return None
         where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} thread(s)"
         print(f"{stage}: {'ok' if proc.returncode == 0 else 'FAILED'} in "
               f"{time.perf_counter() - start:.0f} s on {where}", flush=True)
@@ -63,8 +104,15 @@ def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> l
             return stage
         return None
 
-    with ThreadPoolExecutor(jobs) as pool:
+    pool = ThreadPoolExecutor(jobs)
+    try:
         return [s for s in pool.map(one, stages) if s is not None]
+    except KeyboardInterrupt as exc:
+        stopped = workers.stop()
+        raise BetaschedError(f"interrupted ({exc or 'SIGINT'}): stopped {stopped} running train stage(s); "
+                             "`make repro` resumes them from their checkpoints") from exc
+    finally:
+        pool.shutdown(wait=True)
 
 
 @one_line_errors

@@ -4,6 +4,7 @@ the object it guards. The diagnostic sections are checked by the stages that use
 of it at once by `betasched.pipeline.compose` (at compose time and first thing in `make repro`)."""
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -38,13 +39,44 @@ def presets(root: str | Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
+def _paths(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        out.add(f"{prefix}{key}")
+        if isinstance(value, dict) and value:
+            out |= _paths(value, f"{prefix}{key}.")
+    return out
+
+
+def known_keys(root: str | Path | None = None) -> set[str]:
+    """Every dotted key that conf/ (the defaults and the presets) defines: the params' schema."""
+    conf = Path(root or repo_root()) / "conf"
+    keys = set()
+    for f in [conf / "config.yaml", *sorted((conf / "preset").glob("*.yaml"))]:
+        tree = yaml.safe_load(f.read_text()) or {}
+        tree.pop("defaults", None)
+        keys |= _paths(tree)
+    return keys
+
+
+def check_keys(params: dict, known: set[str]) -> None:
+    """A key that conf/ does not define is a typo (train.epoch, optim.sgd.learning_rate): refuse it."""
+    for path in sorted(_paths(params)):
+        parent = path.rpartition(".")[0]
+        if path in known or (parent and parent not in known):  # report the outermost unknown key only
+            continue
+        close = difflib.get_close_matches(path, sorted(known), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"params.yaml has an unknown key {path}{hint}: fix its name; the keys are those of conf/")
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} not found: run from the repo root, or `make params` to compose it")
     try:
         params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where} ({getattr(exc, 'problem', None) or exc}): "
@@ -64,7 +96,7 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int) -> RunCon
         epochs=t["epochs"], batch_size=t["batch_size"], lr=o["lr"],
         weight_decay=o.get("weight_decay", 0.0), beta2=o.get("beta2", 0.999),
         warmup_epochs=t["warmup_epochs"], eval_every=t["eval_every"],
-        targets=tuple(t["targets"]) if isinstance(t["targets"], list) else t["targets"],
+        targets=t["targets"],
         width=params["model"]["width"], max_momentum=m["max_momentum"],
         schedule_options=dict(m.get(schedule) or {}),
         device=t.get("device", "auto"), channels_last=t.get("channels_last", True),
@@ -88,9 +120,9 @@ def validate(params, root: str | Path | None = None) -> None:
         raise ConfigError("params.yaml is empty or not a mapping: recompose it with `make params`")
     for key in SECTIONS[2:]:
         _section(params, key)
-    known = presets(root)
-    if known:
-        checks.choice(params.get("preset"), "preset", known)
+    if (Path(root or repo_root()) / "conf" / "config.yaml").is_file():
+        check_keys(params, known_keys(root))
+        checks.choice(params.get("preset"), "preset", presets(root))
     checks.choice(params.get("schedule"), "schedule", SCHEDULES)
     matrix = params["matrix"]
     optimizers = checks.unique(matrix.get("optimizers"), "matrix.optimizers")

@@ -97,8 +97,13 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
 
         if state is not None:
             print(f"{name}: resuming from step {state['step']} ({ckpt.path})")
-        result = train(cfg, data, resume=state,
-                       on_eval=lambda step, acc: mlflow.log_metric("test_acc", acc, step=step),
+        last_logged = tracking.last_logged_step(active.info.run_id, "test_acc") if state else -1
+
+        def on_eval(step, acc):  # after a resume, the steps the killed process logged are not logged again
+            if step > last_logged:
+                mlflow.log_metric("test_acc", acc, step=step)
+
+        result = train(cfg, data, resume=state, on_eval=on_eval,
                        on_checkpoint=lambda st: ckpt.save({**st, "mlflow_run_id": active.info.run_id}))
         summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=device)
         _write_run(runs_dir / name, result, summary, cfg.width)

@@ -44,6 +44,47 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
         ) from exc
 
 
+def check_store(uri: str) -> None:
+    """An SQLite store must be a database we can write: MLflow would silently start a new, empty
+    store over a truncated file, and fail with a long traceback on a read-only one."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if path.exists():
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head != b"SQLite format 3\x00":
+            what = "empty" if not head else "not an SQLite database"
+            raise TrackingError(f"MLflow store {path} is {what} (truncated or overwritten?): move it aside "
+                                f"(mv {path} {path}.bad) to start a new store, or restore it from a backup")
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise TrackingError(f"MLflow store {path} is read-only: make it and its folder writable, or set "
+                                "MLFLOW_TRACKING_URI to another store")
+    elif not os.access(path.parent, os.W_OK):
+        raise TrackingError(f"cannot create the MLflow store {path}: {path.parent} is not writable")
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs this host left RUNNING: their process is gone (killed, or lost power)."""
+    import psutil
+    from mlflow.tracking import MlflowClient
+
+    client, host, closed = MlflowClient(), socket.gethostname(), []
+    for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        tags = r.data.tags
+        if tags.get("host") != host or not tags.get("pid", "").isdigit():
+            continue
+        pid = int(tags["pid"])
+        try:
+            alive = psutil.Process(pid).create_time() * 1000 <= r.info.start_time + 1000
+        except psutil.Error:
+            alive = False
+        if not alive:
+            client.set_terminated(r.info.run_id, "KILLED")
+            closed.append(r.info.run_id)
+    return closed
+
+
 def setup(experiment: str = EXPERIMENT) -> str:
     """Point MLflow at the store and create the experiment once; returns the experiment id."""
     import mlflow
@@ -51,10 +92,12 @@ def setup(experiment: str = EXPERIMENT) -> str:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level
     uri = tracking_uri()
     check_reachable(uri)
+    check_store(uri)
     mlflow.set_tracking_uri(uri)
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is not None:
+            close_dead_runs(exp.experiment_id)
             return exp.experiment_id
         location = None
         if uri.startswith("sqlite:"):
@@ -104,9 +147,15 @@ def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool 
         run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=None if run_id else name,
         tags=tags, log_system_metrics=system_metrics, nested=nested,
     ) as active:
+        # Which process holds the run: a later start marks it KILLED if that process is gone.
+        mlflow.set_tags({"host": socket.gethostname(), "pid": str(os.getpid())})
         if params:
             mlflow.log_params(flatten(params))
-        yield active
+        try:
+            yield active
+        except KeyboardInterrupt:  # SIGINT / SIGTERM: KILLED, not FAILED; a resume re-opens the run
+            mlflow.end_run("KILLED")
+            raise
 
 
 def log_series(run_id: str, rows: list[dict], keys: tuple[str, ...]) -> None:
@@ -120,6 +169,14 @@ def log_series(run_id: str, rows: list[dict], keys: tuple[str, ...]) -> None:
         for row in rows for key in keys if row.get(key) is not None
     ]
     MlflowClient().log_batch(run_id, metrics=metrics, synchronous=True)
+
+
+def last_logged_step(run_id: str, key: str) -> int:
+    """The highest step of ``key`` already in the run (-1 if none): a resumed run logs only later
+    steps, so that no step appears twice."""
+    from mlflow.tracking import MlflowClient
+
+    return max((m.step for m in MlflowClient().get_metric_history(run_id, key)), default=-1)
 
 
 def find_run(run_key: str) -> str | None:

@@ -3,7 +3,8 @@ as compact uint8 tensors. Training reads these tensors, never image files."""
 from __future__ import annotations
 
 import json
-import tarfile
+import os
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -14,9 +15,10 @@ import torch
 from ..core import checks
 from ..core.errors import ConfigError, DataError
 from ..core.files import atomic_dir, sha256_file, write_json
+from . import archive
+from .archive import CLASSES
 from .checkpoint import load_torch, save_torch
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 OFFICIAL_ARCHIVE = "cifar-10-python.tar.gz"  # torchvision's CIFAR10.filename
 BATCHES_DIR = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
 JPEG_ARCHIVE = "cifar10-jpeg.tar.xz"
@@ -29,93 +31,31 @@ def _official(raw: Path, download: bool):
     from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import check_integrity
 
-    archive = raw / OFFICIAL_ARCHIVE
-    if archive.exists() and not check_integrity(str(archive), CIFAR10.tgz_md5):
+    tgz = raw / OFFICIAL_ARCHIVE
+    if tgz.exists() and not check_integrity(str(tgz), CIFAR10.tgz_md5):
         raise DataError(
-            f"{archive} is corrupt (md5 differs from torchvision's {CIFAR10.tgz_md5}): "
+            f"{tgz} is corrupt (md5 differs from torchvision's {CIFAR10.tgz_md5}): "
             "delete it and download it again"
         )
     with tempfile.TemporaryDirectory(dir=raw) as tmp:
-        root = raw if (raw / BATCHES_DIR).is_dir() else Path(tmp)
-        if archive.exists() and root != raw:
-            (root / OFFICIAL_ARCHIVE).symlink_to(archive.resolve())
-        try:
-            train = CIFAR10(str(root), train=True, download=download or archive.exists())
+        local = (raw / BATCHES_DIR).is_dir()
+        root = raw if local else Path(tmp)
+        if tgz.exists() and not local:
+            (root / OFFICIAL_ARCHIVE).symlink_to(tgz.resolve())
+        try:  # present batches are never re-downloaded: a failed check must say so, not "not found"
+            train = CIFAR10(str(root), train=True, download=not local and (download or tgz.exists()))
             test = CIFAR10(str(root), train=False, download=False)
         except RuntimeError as exc:
-            raise DataError(f"CIFAR-10 batches under {root} fail torchvision's md5 check: {exc}") from exc
+            raise DataError(f"CIFAR-10 batches under {root / BATCHES_DIR} fail torchvision's md5 check "
+                            f"(tampered or truncated): delete {root / BATCHES_DIR} and put the official "
+                            f"{OFFICIAL_ARCHIVE} in {raw}/") from exc
 
     def to_tensor(ds):
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
 
-    sha = sha256_file(archive) if archive.exists() else None
-    info = {"kind": "official", "archive": str(archive), "archive_sha256": sha}
+    sha = sha256_file(tgz) if tgz.exists() else None
+    info = {"kind": "official", "archive": str(tgz), "archive_sha256": sha, "data_copy": "official"}
     return (*to_tensor(train), *to_tensor(test), info)
-
-
-def _tar_files(archive: Path) -> dict[str, bytes]:
-    """Every regular file of the tarball, in memory (the CIFAR-10 JPEG copy: about 90 MB),
-    read in one decompression pass: no file is written, and the archive is read once."""
-    import lzma
-
-    try:
-        with tarfile.open(archive) as tar:  # members read in order: one pass; a truncated xz raises
-            return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
-    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as exc:
-        raise DataError(
-            f"{archive} is corrupt or truncated ({exc or type(exc).__name__}): "
-            "copy it again (the offline copy is ../shared/data/cifar10-jpeg.tar.xz)"
-        ) from exc
-
-
-def _imagefolder_index(archive: Path, files: dict[str, bytes]) -> dict[str, list[tuple[str, str]]]:
-    """(class, member name) of each split in torchvision ImageFolder's order (class folders
-    sorted, then files sorted; image extensions only), from the names alone."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    index = {"train": [], "test": []}
-    for name in files:
-        parts = Path(name).parts
-        if len(parts) >= 3 and parts[-3] in index and name.lower().endswith(IMG_EXTENSIONS):
-            index[parts[-3]].append((parts[-2], name))
-    for split, entries in index.items():
-        if not entries:
-            raise DataError(f"{archive} has no {split}/ folder: it is not an ImageFolder tarball")
-        classes = sorted({c for c, _ in entries})
-        if tuple(classes) != CLASSES:
-            raise DataError(f"{archive}:{split}/ has classes {classes}, not CIFAR-10's {list(CLASSES)}")
-    return {s: sorted(v) for s, v in index.items()}
-
-
-def _labels(entries: list[tuple[str, str]]) -> torch.Tensor:
-    return torch.tensor([CLASSES.index(c) for c, _ in entries])
-
-
-def _imagefolder(archive: Path, files: dict[str, bytes], index: dict, keep: dict[str, np.ndarray] | None = None):
-    """An ImageFolder-layout tarball (train/<class>/*, test/<class>/*), indexed as torchvision's
-    ImageFolder does and decoded as its loader does (PIL, RGB). Only the images in ``keep``
-    (indices in that order) are decoded; the others stay zero."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    out = []
-    for split in ("train", "test"):
-        entries = index[split]
-        idx = np.arange(len(entries)) if keep is None else np.sort(keep[split])
-        full = torch.zeros(len(entries), 3, 32, 32, dtype=torch.uint8)
-        for i in idx:
-            name = entries[i][1]
-            try:
-                image = np.array(Image.open(io.BytesIO(files[name])).convert("RGB"))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{archive}:{name} is not a readable image ({exc}): copy the archive again") from exc
-            if image.shape != (32, 32, 3):
-                raise DataError(f"{archive}:{name} is {image.shape[1]}x{image.shape[0]}, not CIFAR's 32x32")
-            full[i] = torch.from_numpy(image).permute(2, 0, 1)
-        out += [full, _labels(entries)]
-    info = {"kind": "jpeg", "archive": str(archive), "archive_sha256": sha256_file(archive)}
-    return (*out, info)
 
 
 def synthetic(n_train: int, n_test: int, seed: int = 0):
@@ -130,7 +70,8 @@ def synthetic(n_train: int, n_test: int, seed: int = 0):
         x = 128 + 50 * x + 40 * torch.randn(x.shape, generator=g)
         return x.clamp(0, 255).to(torch.uint8), y
 
-    return (*draw(n_train), *draw(n_test), {"kind": "synthetic", "archive": None, "archive_sha256": None})
+    return (*draw(n_train), *draw(n_test), {"kind": "synthetic", "archive": None, "archive_sha256": None,
+                                            "data_copy": "synthetic"})
 
 
 # ---- splitting ----
@@ -182,6 +123,10 @@ def locate_source(cfg: dict) -> tuple[str, Path | None]:
         return "synthetic", None
     official = raw / OFFICIAL_ARCHIVE
     jpeg = Path(cfg.get("archive") or raw / JPEG_ARCHIVE)
+    for link in (raw, official, jpeg):
+        if link.is_symlink() and not link.exists():
+            raise DataError(f"{link} is a broken link (to {os.readlink(link)}): point it at CIFAR-10, "
+                            "or remove it (`make data` links ../shared/data/ when that is there)")
     if source == "cifar10" or (source == "auto" and (official.exists() or (raw / BATCHES_DIR).is_dir())):
         return "cifar10", official
     if jpeg.exists() or (source == "imagefolder" and jpeg.is_symlink()):
@@ -202,20 +147,24 @@ def prepare(cfg: dict, out_dir: str | Path, download: bool = True) -> dict:
     if kind == "synthetic":
         x_tr, y_tr, x_te, y_te, info = synthetic(cfg.get("synthetic_size", 2000), 1000, seed)
     elif kind == "imagefolder":
-        files = _tar_files(path)
-        index = _imagefolder_index(path, files)
-        labels = {s: _labels(v) for s, v in index.items()}
+        files = archive.read_images(path)
+        index = archive.index(path, files)
+        labels = {s: archive.labels(v) for s, v in index.items()}
         keep = {}
         val_idx = stratified_pick(labels["train"], n_val, seed)
         tr_idx = stratified_pick(labels["train"], n_train, seed + 1, exclude=val_idx)
         keep["train"] = torch.cat([val_idx, tr_idx]).sort().values.numpy()
         keep["test"] = stratified_pick(labels["test"], n_test, seed + 2).numpy()
-        x_tr, y_tr, x_te, y_te, info = _imagefolder(path, files, index, keep)
+        x_tr, y_tr, x_te, y_te, info = archive.load(path, files, index, keep)
     else:
-        Path(cfg["raw_dir"]).mkdir(parents=True, exist_ok=True)
+        raw = Path(cfg["raw_dir"])
+        created = not raw.exists()
+        raw.mkdir(parents=True, exist_ok=True)
         try:
-            x_tr, y_tr, x_te, y_te, info = _official(Path(cfg["raw_dir"]), download)
+            x_tr, y_tr, x_te, y_te, info = _official(raw, download)
         except (OSError, RuntimeError) as exc:  # URLError is an OSError: offline
+            if created:  # leave no empty download folder behind
+                shutil.rmtree(raw, ignore_errors=True)
             raise DataError(
                 f"CIFAR-10 not found and its download failed ({type(exc).__name__}). Looked for "
                 f"{path}, {Path(cfg['raw_dir']) / BATCHES_DIR} and "
@@ -232,8 +181,7 @@ def prepare(cfg: dict, out_dir: str | Path, download: bool = True) -> dict:
     }
     manifest = {
         "source": info["kind"],
-        "data_copy": {"official": "official", "jpeg": "jpeg (offline copy, quality ~75)",
-                      "synthetic": "synthetic"}[info["kind"]],
+        "data_copy": info["data_copy"],
         "archive": info["archive"],
         "archive_sha256": info["archive_sha256"],
         "split_seed": seed,

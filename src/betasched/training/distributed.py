@@ -9,13 +9,18 @@ SyncBatchNorm exists for CUDA only).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from ..core.errors import ConfigError
+
+INIT_VAR = "BETASCHED_DIST_INIT"  # set by launch_local: the ranks' file:// rendezvous
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Ranks:
 
 
 def ranks() -> Ranks:
-    """The ranks torchrun announced through the environment (1 process when run plainly)."""
+    """The ranks announced through the environment by launch_local or torchrun (1 process when run plainly)."""
     env = os.environ
     world = int(env.get("WORLD_SIZE", "1"))
     return Ranks(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
@@ -55,7 +60,9 @@ def setup(device: torch.device) -> tuple[Ranks, torch.device]:
         device = torch.device("cuda", r.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # file://: the rendezvous of launch_local (no listening socket); env://: torchrun's
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                init_method=os.environ.get(INIT_VAR, "env://"), rank=r.rank, world_size=r.world)
     return r, device
 
 
@@ -93,14 +100,39 @@ def broadcast(obj, r: Ranks):
     return box[0]
 
 
-def relaunch(nproc: int, script: str, argv: list[str]) -> None:
-    """Re-run this script under `torchrun --standalone --nproc_per_node=nproc` (single node),
-    unless already launched by torchrun; multi-node runs call torchrun themselves."""
-    if nproc <= 1 or "LOCAL_RANK" in os.environ:
-        return
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              f"--nproc_per_node={nproc}", script, *argv])
+def launch_local(nproc: int, script: str, argv: list[str]) -> int | None:
+    """Run ``script`` as ``nproc`` ranks on this machine and wait for them; None when this process
+    is already a rank (or nproc is 1), so the caller goes on as that rank. Multi-node runs call
+    torchrun themselves.
+
+    The ranks meet through a file in a private temp folder, and gloo / NCCL bootstrap sockets are
+    bound to the loopback interface: nothing listens on the network (torchrun's store would listen
+    on every interface). One rank failing stops the others."""
+    if nproc <= 1 or "RANK" in os.environ:
+        return None
+    loopback = "lo0" if sys.platform == "darwin" else "lo"
+    with tempfile.TemporaryDirectory(prefix="betasched-ranks-") as tmp:
+        env = dict(os.environ, WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
+                   **{INIT_VAR: f"file://{tmp}/rendezvous"})
+        env.setdefault("GLOO_SOCKET_IFNAME", loopback)
+        env.setdefault("NCCL_SOCKET_IFNAME", loopback)
+        sys.stdout.flush()
+        procs = [subprocess.Popen([sys.executable, script, *argv], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)))
+                 for r in range(nproc)]
+        try:
+            while any(p.poll() is None for p in procs):
+                if any(p.poll() not in (None, 0) for p in procs):
+                    for p in procs:
+                        if p.poll() is None:
+                            p.terminate()
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+            raise
+    return max(p.returncode for p in procs)
 
 
 def teardown() -> None:

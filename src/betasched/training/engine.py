@@ -68,6 +68,7 @@ class RunConfig:
             raise ConfigError(f"train.targets={self.targets!r} must be a non-empty list of accuracies")
         for t in self.targets:
             checks.number(t, "train.targets entry", low=0, high=1, low_open=True)
+        self.targets = tuple(self.targets)
         checks.integer(self.width, "model.width")
         checks.number(self.max_momentum, "momentum.max_momentum", low=0, high=1, low_open=True, high_open=True)
         check_device(self.device)
