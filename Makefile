@@ -30,12 +30,13 @@ data:
 params: $(STAMP)
 	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET))
 
-# The train stages run JOBS at a time (auto: one per GPU, else cores / train.threads), each its
-# own `dvc repro -s` (betasched.pipeline.parallel); plain `dvc repro` does the rest. Every run
-# uses train.threads threads, so its bytes are those of `dvc repro` or `dvc exp run`.
+# check, prepare and the pilot (targets) first; then the train and control stages JOBS at a time
+# (auto: one per GPU, else cores / train.threads), each its own `dvc repro -s`
+# (betasched.pipeline.parallel); plain `dvc repro` does the rest. Every run uses train.threads
+# threads, so its bytes are those of `dvc repro` or `dvc exp run`.
 repro: $(STAMP) data
 	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET),--check)
-	$(BIN)/dvc repro prepare
+	$(BIN)/dvc repro targets
 	$(BIN)/python -m betasched.pipeline.parallel --jobs $(JOBS)
 	$(BIN)/dvc repro
 	@$(BIN)/python -m betasched.pipeline.timings

@@ -6,7 +6,7 @@ from betasched.analysis.compare import long_frames, summarize
 from betasched.core.files import atomic_path, check_writable, write_json
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
-from betasched.pipeline.params import load_params
+from betasched.pipeline.params import load_params, load_targets
 from betasched.pipeline.results import collect_runs
 
 
@@ -16,10 +16,11 @@ def compare_stage() -> None:
     params = load_params()
     check_writable("metrics", "plots")
     runs = collect_runs(params)
-    nested, seconds, table = summarize(runs, params["train"]["targets"])
+    targets = load_targets()
+    nested, seconds, table = summarize(runs, targets)
     evals, steps = long_frames(runs)
     nested["meta"] = {"preset": params["preset"], "data_copy": runs[0].data_copy,
-                      "targets": params["train"]["targets"], "seeds": params["matrix"]["seeds"]}
+                      "targets": list(targets), "seeds": params["matrix"]["seeds"]}
     plots.accuracy_vs_step(evals, "plots/accuracy.png")
     plots.momentum_vs_step(steps, "plots/momentum.png")
     plots.steps_to_target(table, "plots/steps_to_target.png")

@@ -1,4 +1,4 @@
-"""Stage report: REPORT.md with every claim confirmed, refuted or inconclusive, and its figures."""
+"""Stage report: REPORT.md with every claim's direction and magnitude verdicts, and its figures."""
 import json
 import time
 
@@ -10,7 +10,8 @@ from betasched.analysis.report import claims_table, render
 from betasched.core.files import check_writable, write_json, write_text
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
-from betasched.pipeline.params import load_params
+from betasched.pipeline.compose import check_stats
+from betasched.pipeline.params import TARGETS_FILE, load_params
 from betasched.pipeline.results import collect_runs
 
 
@@ -18,22 +19,24 @@ from betasched.pipeline.results import collect_runs
 def report_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    min_seeds = check_stats(params)["min_seeds"]
     check_writable(".", "metrics", "plots")
     runs = collect_runs(params)
     overlap, repair = load_overlap(), load_repair()
     manifest = json.loads(open("data/prepared/manifest.json").read())
-    targets, seeds = params["train"]["targets"], params["matrix"]["seeds"]
-    claims = claim_rows(runs, overlap, repair, params["momentum"]["max_momentum"], targets, seeds)
+    targets = json.loads(TARGETS_FILE.read_text())
+    claims = claim_rows(runs, overlap, repair, params["momentum"]["max_momentum"], targets["values"],
+                        params["matrix"]["seeds"], min_seeds)
     _, steps = long_frames(runs)
     plots.momentum_schedules(steps, "plots/momentum_schedules.png")
     meta = {"data_copy": manifest["data_copy"], "data_sha256": manifest["data_sha256"], "device": runs[0].device,
-            "precision": f"{runs[0].precision} / {runs[0].threads}"}
+            "precision": f"{runs[0].precision} / {runs[0].threads}", "targets": targets, "min_seeds": min_seeds}
     write_text("REPORT.md", render(claims, runs, overlap, repair, params, meta))
     write_json("metrics/claims.json", {"claims": claims, "preset": params["preset"], **meta})
     timings.record("stage", "report", {"wall_seconds": time.perf_counter() - start})
     with tracking.run("report", tracking.stage_tags("report", params), system_metrics=False):
         tracking.log_artifacts(["REPORT.md", "metrics/claims.json", "plots/momentum_schedules.png"])
-    print(claims_table(claims, params["preset"], meta["data_copy"]))
+    print(claims_table(claims))
 
 
 if __name__ == "__main__":

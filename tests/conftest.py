@@ -46,3 +46,11 @@ def make_repo(dest: Path, preset: str = "smoke") -> Path:
 @pytest.fixture
 def smoke_repo(tmp_path):
     return make_repo(tmp_path / "repo")
+
+
+def prepare_repo(repo: Path) -> Path:
+    """The data and the targets of a smoke repo, as `dvc repro targets` makes them."""
+    for stage in ("prepare", "targets"):
+        subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, env=env_with_venv(), check=True,
+                       capture_output=True)
+    return repo

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import env_with_venv, make_repo
+from conftest import env_with_venv, make_repo, prepare_repo
 
 TRAIN = ["stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
 PREPARE = ["stages/prepare.py"]
@@ -32,8 +32,7 @@ CHECK = ["stages/check.py"]
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = make_repo(tmp_path_factory.mktemp("bad") / "repo")
-    subprocess.run([sys.executable, "stages/prepare.py"], cwd=repo, env=env_with_venv(), check=True,
-                   capture_output=True)
+    prepare_repo(repo)
     return repo
 
 
@@ -123,8 +122,14 @@ CASES = [
     ("batch zero", _set("train.batch_size", 0), TRAIN, "train.batch_size=0"),
     ("eval_every zero", _set("train.eval_every", 0), TRAIN, "train.eval_every=0"),
     ("warm-up as long as training", _set("train.warmup_epochs", 2), TRAIN, "train.warmup_epochs=2"),
-    ("target above 1", _set("train.targets", [0.5, 1.5]), TRAIN, "train.targets entry=1.5"),
-    ("no targets", _set("train.targets", []), TRAIN, "train.targets=[] must be a non-empty list"),
+    ("target fraction above 1", _set("targets.fractions", [0.5, 1.5]), CHECK, "targets.fractions entry=1.5"),
+    ("no target fractions", _set("targets.fractions", []), CHECK, "targets.fractions=[] must be a non-empty list"),
+    ("targets not increasing", _set("targets.values", [0.95, 0.9]), CHECK, "must be increasing"),
+    ("unknown target rule", _set("targets.rule", "guess"), CHECK, "unknown targets.rule 'guess'"),
+    ("pilot seed is a verdict seed", _set("targets.pilot_seeds", [0]), CHECK, "share [0]"),
+    ("control also a schedule", _set("matrix.schedules", ["constant", "beta", "constant_matched"]), TRAIN,
+     "is in matrix.schedules and matrix.controls"),
+    ("stats min_seeds 1", _set("stats.min_seeds", 1), CHECK, "stats.min_seeds=1"),
     ("threads negative", _set("train.threads", -3), TRAIN, "train.threads=-3"),
     ("threads zero", _set("train.threads", 0), TRAIN, "train.threads=0"),
     ("checkpoint_every a word", _set("train.checkpoint_every", "often"), TRAIN,
@@ -160,7 +165,8 @@ CASES = [
     ("no data section", _drop("data"), TRAIN, "params section data is missing"),
     ("no attribution section", _drop("attribution"), TRAIN, "params section attribution is missing"),
     ("no optim.sgd", _drop("optim.sgd"), TRAIN, "params section optim.sgd is missing"),
-    ("no train.targets", _drop("train.targets"), TRAIN, "params.yaml lacks train.targets"),
+    ("no train.epochs", _drop("train.epochs"), TRAIN, "params.yaml lacks train.epochs"),
+    ("no targets section", _drop("targets"), TRAIN, "params section targets is missing"),
     ("a section that is a scalar", _set("train", 5), TRAIN, "params section train is 5, not a mapping"),
     ("typo in a section", lambda p: p.update(trian={"epochs": 3}), TRAIN, "unknown key trian (did you mean train?)"),
     ("typo in a key", _set("train.epoch", 3), TRAIN, "unknown key train.epoch (did you mean train.epochs?)"),
@@ -244,13 +250,14 @@ def test_tampered_prepared_data(repo, capfd, monkeypatch):
 def _checkpoint_path(repo, monkeypatch):
     import json as _json
 
-    from betasched.pipeline.params import load_params, run_config
+    from betasched.pipeline.params import load_params, load_targets, run_config
     from betasched.pipeline.runs import run_key
 
     monkeypatch.chdir(repo)  # the key hashes the repo's own stage code
     params = load_params(repo / "params.yaml")
     sha = _json.loads((repo / "data/prepared/manifest.json").read_text())["data_sha256"]
-    return repo / ".checkpoints" / f"sgd-beta-s0-{run_key(run_config(params, 'sgd', 'beta', 0), sha)}.pt"
+    cfg = run_config(params, "sgd", "beta", 0, targets=load_targets())
+    return repo / ".checkpoints" / f"sgd-beta-s0-{run_key(cfg, sha)}.pt"
 
 
 def test_corrupt_checkpoint(repo, capfd, monkeypatch):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, env_with_venv
+from conftest import ROOT, env_with_venv, prepare_repo
 
 ARCHIVE = ROOT.parent / "shared/data/cifar10-jpeg.tar.xz"
 
@@ -34,8 +34,7 @@ def test_gpu_check_rejects_unknown_option():
 
 def test_matrix_timer(smoke_repo):
     env = env_with_venv()
-    subprocess.run([sys.executable, "stages/prepare.py"], cwd=smoke_repo, env=env, check=True,
-                   capture_output=True)
+    prepare_repo(smoke_repo)
     params = (smoke_repo / "params.yaml").read_text().replace("  - hybrid\n", "").replace("  - onecycle\n", "")
     params = params.replace("  - demon\n", "").replace("  - constant_matched\n", "").replace("  - adam\n", "")
     (smoke_repo / "params.yaml").write_text(params)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from betasched.training.distributed import Ranks
-from conftest import env_with_venv
+from conftest import env_with_venv, prepare_repo
 
 # A tiny network without BatchNorm: per-rank BN statistics would differ from the 1-process
 # statistics by design (SyncBatchNorm exists for CUDA only), and this test is about gradients.
@@ -87,8 +87,7 @@ def test_train_stage_with_two_ranks_listens_on_loopback_only(smoke_repo):
     import psutil
 
     env = env_with_venv(OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, "stages/prepare.py"], cwd=smoke_repo, env=env, check=True,
-                   capture_output=True)
+    prepare_repo(smoke_repo)
     params = (smoke_repo / "params.yaml").read_text().replace("  nproc: 1", "  nproc: 2")
     (smoke_repo / "params.yaml").write_text(params)
     proc = subprocess.Popen([sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta",

@@ -24,7 +24,7 @@ def _repo(path):
     repo = make_repo(path)
     smoke = repo / "conf/preset/smoke.yaml"
     smoke.write_text(smoke.read_text().replace("  threads: 1\n", "  threads: 2\n").replace("  epochs: 2\n", "  epochs: 1\n")
-                     + "matrix:\n  optimizers: [sgd]\n  schedules: [constant, beta]\n")
+                     + "matrix:\n  optimizers: [sgd]\n  schedules: [constant, beta]\n  controls: []\n")
     _run(repo, sys.executable, "-m", "betasched.pipeline.compose")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["train"]["threads"] == 2 and params["matrix"]["schedules"] == ["constant", "beta"]
@@ -46,7 +46,7 @@ def _digest(folder):
 def test_three_launch_paths_give_the_same_bytes(tmp_path):
     digests = {}
     repo = _repo(tmp_path / "parallel")
-    _run(repo, "dvc", "repro", "prepare")
+    _run(repo, "dvc", "repro", "targets")
     out = _run(repo, sys.executable, "-m", "betasched.pipeline.parallel", "--jobs", "2")
     assert "2 train stages with 2 workers x 2 thread(s)" in out
     digests["parallel"] = _digest(repo / RUN)

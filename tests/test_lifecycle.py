@@ -12,7 +12,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import env_with_venv, make_repo
+from conftest import env_with_venv, make_repo, prepare_repo
 
 STAGE = "train@sgd-beta-0"
 TRAIN = [sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
@@ -27,8 +27,7 @@ def repo(tmp_path_factory):
     p["train"].update(epochs=6, checkpoint_every=20)
     p["matrix"].update(optimizers=["sgd"], schedules=["constant", "beta"])
     (repo / "params.yaml").write_text(yaml.safe_dump(p))
-    subprocess.run([sys.executable, "stages/prepare.py"], cwd=repo, env=env_with_venv(), check=True,
-                   capture_output=True)
+    prepare_repo(repo)
     return repo
 
 

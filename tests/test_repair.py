@@ -108,8 +108,13 @@ def test_arms_and_matched_draw():
     assert names[:6] == ["flagged", "full", "fc_only", "lowest_k", "param_matched", "auto_rgn"]
     assert sum(a.random for a in arms) == 4
     assert set(next(a for a in arms if a.name == "lowest_k").groups) == {"bn1", "conv1", "layer1"}
-    pick, frac = matched_draw(sizes, ["layer1", "layer2"], seed=0)
-    want = sizes["layer1"] + sizes["layer2"]
-    assert set(pick) != {"layer1", "layer2"}
-    assert abs(frac * sum(sizes.values()) - want) <= 0.05 * want
+    # Neither the flagged set, nor a subset, nor a superset: those retrain what the flagged arm does.
+    for target in (["layer1", "layer2"], ["fc", "layer4", "layer3"], ["conv1"]):
+        for seed in range(5):
+            pick, frac = matched_draw(sizes, target, seed=seed)
+            assert not set(pick) <= set(target) and not set(pick) >= set(target), (target, pick)
+            assert frac == pytest.approx(sum(sizes[g] for g in pick) / sum(sizes.values()))
+    pick, frac = matched_draw({"a": 100, "b": 50, "c": 104, "d": 3}, ["a"], seed=0)
+    assert pick == ["c"]  # within 5% of a's 100 parameters
+    assert matched_draw({"a": 1, "b": 2}, ["a", "b"], seed=0) is None  # every other set is a subset
     assert percentile_among(3, [1, 2, 3, 4]) == pytest.approx(62.5)

@@ -42,11 +42,12 @@ def test_clip_above_quarter_lr_is_counted():
     opt = torch.optim.SGD([_param()], lr=0.5, momentum=0.9)
     sched = MomentumScheduler(opt, "beta", max_momentum=0.99)
     assert opt.param_groups[0]["momentum"] == 0.0
-    assert sched.clipped_steps == 1
+    assert sched.clipped_steps == 1 and (sched.clipped_low, sched.clipped_high) == (1, 0)
+    assert sched.get_last_raw_momentum() == [pytest.approx(1 - 2 * 0.5 ** 0.5)]
     opt.param_groups[0]["lr"] = 0.0  # beta -> 1, clipped to max_momentum
     sched.step()
     assert opt.param_groups[0]["momentum"] == pytest.approx(0.99)
-    assert sched.clipped_steps == 2
+    assert sched.clipped_steps == 2 and (sched.clipped_low, sched.clipped_high) == (1, 1)
 
 
 def test_constant_matched_rescales_lr_but_keeps_the_lr_schedule():

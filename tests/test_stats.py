@@ -1,52 +1,118 @@
+"""The intervals behind every verdict: coverage checked by simulation at the seed counts in use
+(n = 3, 5, 10), power that grows with n, and the exact tests against hand-computed values.
+
+The simulation draws per-seed step counts as a verdict run produces them: lognormal, with a seed
+effect shared by both arms (same initialisation and data order), rounded to whole steps. The
+interval under test is the one the claims use (claims.speedup -> stats.paired_log_ratio): swap it
+for the old percentile bootstrap over seeds and test_ratio_interval_covers fails (its coverage at
+n = 3 is about 0.75)."""
 import math
 
 import numpy as np
 import pytest
 
-from betasched.analysis.stats import bootstrap_ci, censored_median, paired_bootstrap_ci, ratio_of_medians
+from betasched.analysis.claims import speedup
+from betasched.analysis.records import RunRecord
+from betasched.analysis.stats import (censored_median, clopper_pearson, expected_random_jaccard, mcnemar_exact,
+                                      p_jaccard_at_least, p_mean_jaccard_at_least, paired_log_ratio, sign_test,
+                                      t_interval)
+
+REPS = 1500
+TRUE_RATIO = 1.5
 
 
-def test_bootstrap_ci_covers_a_known_mean_at_the_nominal_rate():
-    rng = np.random.default_rng(123)
+def _run(sched, seed, step):
+    return RunRecord(optimizer="sgd", schedule=sched, seed=seed, total_steps=10_000, steps_done=10_000,
+                     final_test_acc=0.9, best_test_acc=0.9, targets={"acc_900": step}, target_resolution_steps=1,
+                     clip_low_steps=0, clip_high_steps=0, diverged=False, diverged_at_step=None, precision="fp32",
+                     threads=1, ranks=1, data_copy="synthetic", device="cpu")
+
+
+def simulate(n, rng, ratio=TRUE_RATIO, seed_sd=0.3, noise_sd=0.12):
+    """Per-seed steps of two arms: exp(mu_arm + seed effect + noise), whole steps."""
+    shared = rng.normal(0, seed_sd, n)
+    slow = np.round(np.exp(math.log(200 * ratio) + shared + rng.normal(0, noise_sd, n)))
+    fast = np.round(np.exp(math.log(200) + shared + rng.normal(0, noise_sd, n)))
+    return slow.astype(int).tolist(), fast.astype(int).tolist()
+
+
+def coverage_and_power(n, reps=REPS, seed=0):
+    """Through the claims' own code path: runs -> speedup -> interval."""
+    rng = np.random.default_rng(seed)
+    hits = excludes_one = 0
+    for _ in range(reps):
+        slow, fast = simulate(n, rng)
+        runs = [_run("constant", i, s) for i, s in enumerate(slow)] + [_run("beta", i, s) for i, s in enumerate(fast)]
+        iv = speedup(runs, "sgd", "constant", "beta", 0.9, list(range(n)))["interval"]
+        hits += iv.low <= TRUE_RATIO <= iv.high
+        excludes_one += iv.low > 1.0
+    return hits / reps, excludes_one / reps
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_ratio_interval_covers(n):
+    coverage, _ = coverage_and_power(n)
+    assert coverage >= 0.93, f"coverage {coverage:.3f} at n = {n}"
+
+
+def test_power_grows_with_n():
+    powers = [coverage_and_power(n, reps=600, seed=1)[1] for n in (3, 5, 10)]
+    assert powers[0] < powers[1] < powers[2], powers
+    assert powers[2] > 0.9
+
+
+def test_the_old_percentile_bootstrap_would_fail_this_test():
+    """The check above can fail: a percentile bootstrap of the ratio over 3 seeds covers ~75%."""
+    rng = np.random.default_rng(2)
     hits = 0
-    for i in range(1000):
-        sample = rng.normal(loc=2.0, scale=1.0, size=60)
-        lo, hi = bootstrap_ci(sample, n_boot=1000, seed=i)
-        hits += lo <= 2.0 <= hi
-    assert 0.92 <= hits / 1000 <= 0.98
+    for _ in range(600):
+        slow, fast = simulate(3, rng)
+        logs = np.log(np.array(slow) / np.array(fast))
+        boot = logs[rng.integers(0, 3, (2000, 3))].mean(axis=1)
+        lo, hi = np.exp(np.quantile(boot, [0.025, 0.975]))
+        hits += lo <= TRUE_RATIO <= hi
+    assert hits / 600 < 0.85
 
 
-def test_paired_bootstrap_covers_a_known_difference():
-    rng = np.random.default_rng(7)
-    hits = 0
-    for i in range(300):
-        base = rng.normal(0, 3, size=40)        # shared per-seed effect: pairing removes it
-        a, b = base + 1.0 + rng.normal(0, 0.5, 40), base + rng.normal(0, 0.5, 40)
-        lo, hi = paired_bootstrap_ci(a, b, lambda x, y: float(np.mean(x - y)), n_boot=500, seed=i)
-        hits += lo <= 1.0 <= hi
-    assert 0.91 <= hits / 300 <= 0.99
+def test_t_interval_against_a_hand_computed_one():
+    # mean 2, sd 1, n = 3: half-width t(0.975, 2) * 1 / sqrt(3) = 4.302653 / 1.732051 = 2.484138
+    iv = t_interval([1.0, 2.0, 3.0])
+    assert iv.estimate == 2.0 and iv.high - 2.0 == pytest.approx(2.484138, rel=1e-5)
+    assert t_interval([1.0]).low is None and t_interval([1.0]).n == 1
 
 
-def test_bootstrap_is_seeded_and_needs_two_values():
-    assert bootstrap_ci([1.0, 2.0, 4.0], seed=3) == bootstrap_ci([1.0, 2.0, 4.0], seed=3)
-    assert bootstrap_ci([1.0]) is None
-    assert bootstrap_ci([1.0, None]) is None
+def test_clopper_pearson_and_sign_test_exact_values():
+    iv = clopper_pearson(3, 3)
+    assert iv.high == 1.0 and iv.low == pytest.approx(0.025 ** (1 / 3), rel=1e-6)  # (alpha/2)^(1/n)
+    assert clopper_pearson(0, 3).high == pytest.approx(1 - 0.025 ** (1 / 3), rel=1e-6)
+    assert sign_test(3, 0) == pytest.approx(0.25)
+    assert sign_test(10, 0) == pytest.approx(2 / 1024)
+    # Discordant 1 vs 9: two-sided binomial p = 2 * (1 + 10) / 2^10 = 0.021484375.
+    assert mcnemar_exact(9, 1) == pytest.approx(0.021484375)
+    assert mcnemar_exact(0, 0) == 1.0
 
 
-def test_censored_runs_are_neither_dropped_nor_imputed():
-    # Two of three seeds reached the target: the median is the slower of the two reached.
+def test_censored_seeds_give_no_interval_and_an_exact_sign_test():
+    res = paired_log_ratio([None, None, 300], [100, 100, 100])  # slow arm never reached in 2 seeds
+    assert res["interval"].low is None and res["censored"] == 2
+    assert res["faster"] == 3 and res["sign_test_p"] == pytest.approx(0.25)
+    assert [r["order"] for r in res["per_seed"]] == [">", ">", ">"]
+    res = paired_log_ratio([None, 200], [None, 100])
+    assert res["per_seed"][0]["order"].startswith("tie") and res["faster"] == 1
     assert censored_median([100, None, 300]) == 300
-    # Dropping the censored run would give 200; imputing the last step (say 500) would give 300
-    # only by accident: with one reached of three, the median is 'not reached'.
     assert censored_median([100, None, None]) is None
-    assert censored_median([100, 200, None, None]) is None
-    assert censored_median([100, 200, 300, None]) == 250
 
 
-def test_ratio_of_medians_with_censoring():
-    assert ratio_of_medians([200, 200], [100, 100]) == 2.0
-    assert ratio_of_medians([None, None], [100, 100]) == math.inf   # only the baseline never got there
-    assert ratio_of_medians([100, 100], [None, None]) == 0.0
-    assert ratio_of_medians([None], [None]) is None
-    ci = paired_bootstrap_ci([200, 220, 180], [100, 100, 100], ratio_of_medians, n_boot=200)
-    assert 1.8 <= ci[0] <= ci[1] <= 2.2
+def test_exact_chance_distribution_of_a_mean_jaccard():
+    # One pair, 7 groups, k = 3: P(J = 0, 1/5, 1/2, 1) = 4/35, 18/35, 12/35, 1/35.
+    assert p_jaccard_at_least(7, 3, 1.0) == pytest.approx(1 / 35)
+    assert p_jaccard_at_least(7, 3, 0.5) == pytest.approx(13 / 35)
+    assert expected_random_jaccard(7, 3) == pytest.approx((18 / 5 + 6 + 1) / 35)
+    # Mean of 2 pairs >= 0.75 needs {1, 1} or {1, 1/2}: (1 + 2 * 12) / 35^2.
+    assert p_mean_jaccard_at_least(7, 3, 2, 0.75) == pytest.approx(25 / 35 ** 2)
+    # The issue's case: the mean of 3 pairs at 0.5 is rarer than one pair at 0.5.
+    p3 = p_mean_jaccard_at_least(7, 3, 3, 0.5)
+    assert p3 < p_jaccard_at_least(7, 3, 0.5)
+    rng = np.random.default_rng(3)
+    draws = rng.choice([0, 0.2, 0.5, 1.0], p=[4 / 35, 18 / 35, 12 / 35, 1 / 35], size=(200_000, 3)).mean(1)
+    assert p3 == pytest.approx((draws >= 0.5 - 1e-12).mean(), abs=0.004)

@@ -1,153 +1,214 @@
-"""The paper's five claims, measured: one row per claim with our number, its 95% CI and a verdict.
+"""The paper's claims, measured. Each claim row keeps the per-seed values, the point estimate, the
+interval and its method, n, and two verdicts, by rules fixed here and applied to every claim:
 
-Verdict rules (fixed here, applied to every claim alike):
-- *refuted*: the 95% CI excludes the paper's effect (for a claimed magnitude, the magnitude);
-- *confirmed*: otherwise, when the CI excludes the null and lies on the paper's side of it;
-- *inconclusive*: otherwise, including when there is no CI (fewer than 2 seeds or models).
-Refuted is tested first: a CI that excludes both the null and the claimed magnitude shows a
-real but smaller effect, which does not confirm the number the paper states. Claim 5 states a
-direction only ("fastest"), so it is judged against the null alone (``direction_verdict``).
+- direction (does the effect go the paper's way?): *confirmed* when the interval excludes the
+  null on the paper's side, *refuted* when it excludes the null on the other side, else
+  *inconclusive*;
+- magnitude (is the paper's number right?): *refuted* when the interval excludes it, *confirmed*
+  when it includes it and excludes the null, else *inconclusive*; "n/a" for a claim that states a
+  direction only.
+
+Below ``stats.min_seeds`` seeds both verdicts are "inconclusive (n = k)" by rule, whatever the
+interval says. Censored seeds (a target never reached) give no interval: the direction then comes
+from the exact sign test on the per-seed orders, and the magnitude is inconclusive.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..core.names import target_key
 from ..core.schedules import PAPER_METHODS as FIVE
 from .records import OverlapRecord, RepairRecord, RunRecord
-from .stats import bootstrap_ci, censored_median, paired_bootstrap_ci, ratio_of_medians
+from .stats import (LEVEL, Interval, censored_median, clopper_pearson, p_identical, p_mean_jaccard_at_least,
+                    paired_log_ratio, t_interval)
+
+PER_10K = 10_000
 
 
-def verdict(ci, null: float, paper: float, paper_side: str = "above") -> str:
-    """paper_side: where the paper's effect lies relative to the null ('above' or 'below')."""
-    if ci is None or ci[0] is None and ci[1] is None:
-        return "inconclusive"
-    lo = -math.inf if ci[0] is None else ci[0]
-    hi = math.inf if ci[1] is None else ci[1]
-    if not lo <= paper <= hi:
-        return "refuted"
-    if paper_side == "above" and lo > null or paper_side == "below" and hi < null:
-        return "confirmed"
-    return "inconclusive"
+@dataclass
+class Claim:
+    id: str
+    what: str
+    paper: float | str | None
+    null: float | None
+    interval: Interval
+    per_seed: list
+    direction: str
+    magnitude: str
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["interval"] = self.interval.as_dict()
+        return d
+
+
+def judge(interval: Interval, null: float | None, paper, side: str, min_n: int, p_direction: float | None = None,
+          positive: bool | None = None) -> tuple[str, str]:
+    """(direction, magnitude) verdicts; ``side``: where the paper's effect lies from the null
+    ('above' or 'below'). Without an interval, ``p_direction`` (an exact test) and ``positive``
+    (the observed direction) decide the direction alone."""
+    if interval.n < min_n:
+        rule = f"inconclusive (n = {interval.n} < {min_n})"
+        return rule, rule if isinstance(paper, (int, float)) else "n/a"
+    magnitude_applies = isinstance(paper, (int, float))
+    if interval.low is None:
+        if p_direction is not None and p_direction < 1 - LEVEL:
+            good = positive == (side == "above")
+            return ("confirmed" if good else "refuted"), ("inconclusive" if magnitude_applies else "n/a")
+        return "inconclusive", "inconclusive" if magnitude_applies else "n/a"
+    lo, hi = interval.low, interval.high
+    if null is None:
+        direction = "n/a"
+        excludes_null = True
+    else:
+        above, below = lo > null, hi < null
+        direction = "confirmed" if (above and side == "above") or (below and side == "below") else \
+            "refuted" if above or below else "inconclusive"
+        excludes_null = direction == "confirmed"
+    if not magnitude_applies:
+        return direction, "n/a"
+    magnitude = "refuted" if not lo <= paper <= hi else "confirmed" if excludes_null else "inconclusive"
+    return direction, magnitude
 
 
 def steps_by_seed(runs: list[RunRecord], optimizer: str, schedule: str, target: float, seeds) -> list:
-    """Steps to target per seed, inf when not reached (censored) or diverged."""
+    """Steps to target per seed: None when not reached, diverged or missing (censored)."""
     key = target_key(target)
     by_seed = {r.seed: r for r in runs if r.optimizer == optimizer and r.schedule == schedule}
-    out = []
-    for s in seeds:
-        r = by_seed.get(s)
-        hit = None if r is None else r.step_at(key)
-        out.append(math.inf if hit is None else hit)
-    return out
+    return [None if s not in by_seed else by_seed[s].step_at(key) for s in seeds]
 
 
 def speedup(runs, optimizer, slow: str, fast: str, target, seeds) -> dict:
-    """steps(slow) / steps(fast), from censored medians; CI by a paired bootstrap over seeds."""
-    a = steps_by_seed(runs, optimizer, slow, target, seeds)
-    b = steps_by_seed(runs, optimizer, fast, target, seeds)
-    return {"value": ratio_of_medians(a, b), "ci95": paired_bootstrap_ci(a, b, ratio_of_medians),
-            "n_seeds": len(seeds), "reached": {slow: _frac(a), fast: _frac(b)}}
+    """steps(slow) / steps(fast), paired by seed (paired_log_ratio)."""
+    return paired_log_ratio(steps_by_seed(runs, optimizer, slow, target, seeds),
+                            steps_by_seed(runs, optimizer, fast, target, seeds))
 
 
-def _frac(steps) -> float:
-    return sum(math.isfinite(s) for s in steps) / len(steps)
+def _ratio_claim(cid, what, res, paper, min_n, side="above", notes="") -> Claim:
+    iv = res["interval"]
+    direction, magnitude = judge(iv, 1.0, paper, side, min_n, res["sign_test_p"], res["faster"] > res["slower"])
+    reached = res["reached"]
+    censored = f"; censored seeds {res['censored']} (sign test p = {res['sign_test_p']:.3f})" if res["censored"] else ""
+    return Claim(cid, what, paper, 1.0, iv, res["per_seed"], direction, magnitude,
+                 f"reached: {reached['slow']}/{reached['n']} vs {reached['fast']}/{reached['n']}{censored}. {notes}")
+
+
+def claim_momentum_rule(runs: list[RunRecord], max_momentum: float) -> Claim:
+    """Claim 1, the facts: how often the beta formula left [0, max_momentum] at the steps that used
+    it. The test of "no free parameter" is the curvature constant lambda (preset laptop-lambda)."""
+    beta = [r for r in runs if r.schedule == "beta"]
+    rows = [{"run": f"{r.optimizer}/s{r.seed}", "steps": r.steps_done, "below_0": r.clip_low_steps,
+             "above_cap": r.clip_high_steps,
+             "lr_range": [float(r.steps["lr"].min()), float(r.steps["lr"].max())] if len(r.steps) else None}
+            for r in beta]
+    low = sum(x["below_0"] for x in rows)
+    high = sum(x["above_cap"] for x in rows)
+    total = sum(x["steps"] for x in rows) or 1
+    iv = Interval(low / total, None, None, "count over the optimizer steps of the beta runs", len(rows))
+    note = (f"formula below 0 (lr > 0.25) at {low} of {total} steps, above the cap {max_momentum} at {high} "
+            f"(the cap is this project's choice, never a verdict); the formula stays in [0, 1) for lr in (0, 0.25]")
+    return Claim("1", "mu = 1 - 2 sqrt(lr): no free parameter beyond the LR schedule", "no free parameter", None, iv,
+                 rows, "inconclusive", "n/a", note + ". Decided by the lambda ablation, not by the clip.")
+
+
+def claim_overlap(overlap: OverlapRecord, min_n: int) -> Claim:
+    """Claim 3: the share of seeds whose SGD and Adam top-k sets are identical (Clopper-Pearson),
+    against chance (1 / C(n, k)) and the paper's 100%."""
+    pairs = overlap.sgd_vs_adam["pairs"]
+    k_same = sum(p["identical"] for p in pairs)
+    iv = clopper_pearson(k_same, len(pairs))
+    null = p_identical(overlap.n_groups, overlap.k)
+    direction, magnitude = judge(iv, null, 1.0, "above", min_n)
+    mean_j = overlap.sgd_vs_adam["jaccard_mean"]
+    p = p_mean_jaccard_at_least(overlap.n_groups, overlap.k, len(pairs), mean_j) if pairs else None
+    notes = (f"mean Jaccard {mean_j:.2f} vs chance {overlap.chance['expected_jaccard']:.2f} (exact p = {p:.3f} over "
+             f"{len(pairs)} pairs)" if pairs else "no pair")
+    return Claim("3", f"SGD and Adam flag the same top-{overlap.k} groups (share of seeds, schedule {overlap.schedule})",
+                 1.0, null, iv, [{"seed": pr["a"].split("/s")[-1], "sgd": pr["top_k_a"], "adam": pr["top_k_b"],
+                                  "jaccard": pr["jaccard"]} for pr in pairs], direction, magnitude, notes)
+
+
+def claims_repair(repair: RepairRecord, min_n: int) -> list[Claim]:
+    """Claim 4 per optimizer, over seeds: flagged vs random draws (direction), fixes and net per
+    10k test images beside the paper's 62, and the share of parameters beside its 18%."""
+    scale = PER_10K / repair.n_test
+    out = []
+    for opt in sorted({m.optimizer for m in repair.models}, key=lambda o: (o != "sgd", o)):
+        models = [m for m in repair.models if m.optimizer == opt]
+        seeds = [m.seed for m in models]
+        excess = [(m.arm("flagged").net - float(np.mean(m.random_nets()))) * scale for m in models]
+        fixed = [m.arm("flagged").fixed * scale for m in models]
+        net = [m.arm("flagged").net * scale for m in models]
+        share = [m.arm("flagged").param_fraction for m in models]
+        rows = [
+            ("4a", f"{opt}: flagged minus random groups, net fixes per 10k", None, 0.0, excess, "above"),
+            ("4b", f"{opt}: fixes per 10k test images (paper: fixes 62)", 62.0, None, fixed, "above"),
+            ("4c", f"{opt}: net fixes per 10k (fixed - broken)", 62.0, 0.0, net, "above"),
+            ("4d", f"{opt}: share of parameters retrained (paper: 18%)", 0.18, None, share, "below"),
+        ]
+        for cid, what, paper, null, values, side in rows:
+            iv = t_interval(values)
+            direction, magnitude = judge(iv, null, paper, side, min_n)
+            per_seed = [{"seed": s, "value": v} for s, v in zip(seeds, values)]
+            out.append(Claim(cid, what, paper, null, iv, per_seed, direction, magnitude))
+    return out
+
+
+def claim_hybrid(runs, target, seeds, min_n) -> Claim:
+    """Claim 5: steps of the fastest other method / steps of hybrid, per seed (SGD): above 1 when
+    hybrid is first. The per-seed best of the others takes censored arms as not reached."""
+    per = {s: steps_by_seed(runs, "sgd", s, target, seeds) for s in FIVE}
+    best = []
+    for i in range(len(seeds)):
+        reached = [per[s][i] for s in FIVE if s != "hybrid" and per[s][i] is not None]
+        best.append(min(reached) if reached else None)
+    res = paired_log_ratio(best, per["hybrid"])
+    ranking = ranking_with_ties(per)
+    claim = _ratio_claim("5", f"SGD: hybrid is first to {target:.3g} (paper: 95%); best other / hybrid",
+                         res, "> 1", min_n, notes="order: " + ", ".join(
+                             f"{s} ({r['median'] if r['median'] is not None else 'not reached'}, "
+                             f"{r['reached']}/{len(seeds)})" for s, r in ranking.items()))
+    claim.extra["ranking"] = ranking
+    return claim
+
+
+def ranking_with_ties(per: dict[str, list]) -> dict[str, dict]:
+    """Schedules by censored median steps (None: not reached by half the seeds or more), ties and
+    the not-reached sharing a place; then by how many seeds reached."""
+    rows = {s: {"median": censored_median(v), "reached": sum(x is not None for x in v)} for s, v in per.items()}
+    key = lambda s: (math.inf if rows[s]["median"] is None else rows[s]["median"], -rows[s]["reached"])  # noqa: E731
+    order = sorted(rows, key=key)
+    place = 1
+    for i, s in enumerate(order):
+        if i and key(s) != key(order[i - 1]):
+            place = i + 1
+        rows[s]["place"] = place
+    return {s: rows[s] for s in order}
+
+
+def claim_rows(runs, overlap, repair, max_momentum, targets, seeds, min_n) -> list[dict]:
+    low, high = targets[0], targets[-1]
+    c2 = _ratio_claim("2", f"SGD: steps to {low:.3g} (paper: 90%), constant 0.9 / beta",
+                      speedup(runs, "sgd", "constant", "beta", low, seeds), 1.9, min_n)
+    claims = [claim_momentum_rule(runs, max_momentum), c2, claim_overlap(overlap, min_n),
+              *claims_repair(repair, min_n), claim_hybrid(runs, high, seeds, min_n)]
+    return [c.as_dict() for c in claims]
 
 
 def time_to_target(runs, optimizer, schedules, targets, seeds) -> list[dict]:
+    """Per schedule and target: censored median steps, reached k/n, and the geometric mean with
+    its t-interval (of log steps) when every seed reached."""
     rows = []
     for sched in schedules:
         for t in targets:
             steps = steps_by_seed(runs, optimizer, sched, t, seeds)
-            rows.append({
-                "schedule": sched, "target": t,
-                "median_steps": censored_median([None if math.isinf(x) else x for x in steps]),
-                "steps_ci95": bootstrap_ci(steps, stat=np.median) if _frac(steps) == 1 else None,
-                "reached_frac": _frac(steps), "n_seeds": len(steps),
-            })
+            done = [s for s in steps if s is not None]
+            iv = t_interval([math.log(s) for s in done]).mapped(math.exp) if len(done) == len(steps) else None
+            rows.append({"schedule": sched, "target": t, "median_steps": censored_median(steps),
+                         "reached": len(done), "n_seeds": len(steps), "geo_mean": iv})
     return rows
-
-
-def hybrid_fastest(runs, optimizer, target, seeds) -> dict:
-    """steps(fastest of the other four) / steps(hybrid): above 1 means hybrid was fastest."""
-    others = [s for s in FIVE if s != "hybrid"]
-    per = {s: steps_by_seed(runs, optimizer, s, target, seeds) for s in FIVE}
-
-    def stat(idx_hybrid, _):
-        idx = idx_hybrid.astype(int)
-        best = min((censored_median([per[s][i] if math.isfinite(per[s][i]) else None for i in idx])
-                    or math.inf) for s in others)
-        mine = censored_median([per["hybrid"][i] if math.isfinite(per["hybrid"][i]) else None for i in idx])
-        if mine is None and math.isinf(best):
-            return None
-        return 0.0 if mine is None else best / mine
-
-    order = sorted(FIVE, key=lambda s: censored_median([x if math.isfinite(x) else None for x in per[s]]) or math.inf)
-    idx = np.arange(len(seeds), dtype=float)
-    return {"value": stat(idx, idx), "ci95": paired_bootstrap_ci(idx, idx, stat), "ranking": order,
-            "first": order[0] if math.isfinite(censored_median(
-                [x if math.isfinite(x) else None for x in per[order[0]]]) or math.inf) else None}
-
-
-def clip_share(runs, schedule: str = "beta") -> dict:
-    shares = {f"{r.optimizer}/s{r.seed}": r.clipped_steps / r.total_steps
-              for r in runs if r.schedule == schedule}
-    return {"per_run": shares, "max": max(shares.values()) if shares else None}
-
-
-def claim_rows(runs: list[RunRecord], overlap: OverlapRecord, repair: RepairRecord, max_momentum: float,
-               targets, seeds) -> list[dict]:
-    low, high = targets[0], targets[-1]
-    clip = clip_share(runs)
-    c1_verdict = ("confirmed" if clip["max"] == 0 else "refuted" if clip["max"] > 0.05 else "inconclusive")
-    c2 = speedup(runs, "sgd", "constant", "beta", low, seeds)
-    cross = overlap.sgd_vs_adam
-    c3_ci = cross["jaccard_ci95"]
-    c4 = repair_excess(repair)
-    c5 = hybrid_fastest(runs, "sgd", high, seeds)
-    return [
-        {"claim": 1, "what": "mu = 1 - 2 sqrt(lr) needs no parameter beyond the LR schedule",
-         "paper": "no free parameter", "ours": f"clip [0, {max_momentum}] active in "
-         f"{100 * clip['max']:.1f}% of beta steps (max over runs)", "ci95": None, "n": len(clip["per_run"]),
-         "verdict": c1_verdict, "rule": "confirmed if the clip is never active; refuted above 5% of steps"},
-        {"claim": 2, "what": f"SGD: steps to {low:.0%} (paper: 90%), constant 0.9 / beta",
-         "paper": 1.9, "ours": c2["value"], "ci95": c2["ci95"], "n": c2["n_seeds"],
-         "verdict": verdict(c2["ci95"], 1.0, 1.9), "rule": "null 1.0, paper 1.9"},
-        {"claim": 3, "what": f"SGD vs Adam top-{overlap.k} layer groups, Jaccard (schedule {overlap.schedule})",
-         "paper": 1.0, "ours": cross["jaccard_mean"], "ci95": c3_ci, "n": len(cross["pairs"]),
-         "verdict": verdict(c3_ci, overlap.chance["expected_jaccard"], 1.0),
-         "rule": f"null = chance {overlap.chance['expected_jaccard']:.2f}, paper 1.0"},
-        {"claim": 4, "what": "surgical repair: net fixes per 10k test images, flagged minus mean of random draws",
-         "paper": 62, "ours": c4["value"], "ci95": c4["ci95"], "n": c4["n"],
-         "verdict": verdict(c4["ci95"], 0.0, 62.0), "rule": "null 0, paper 62 (no control in the paper)",
-         "param_fraction": c4["param_fraction"]},
-        {"claim": 5, "what": f"SGD: hybrid reaches {high:.0%} (paper: 95%) first; best other / hybrid steps",
-         "paper": "> 1", "ours": c5["value"], "ci95": c5["ci95"], "n": len(seeds),
-         "verdict": direction_verdict(c5["ci95"], 1.0),
-         "rule": "no magnitude claimed: confirmed if CI > 1, refuted if CI < 1", "first": c5["first"], "ranking": c5["ranking"]},
-    ]
-
-
-def direction_verdict(ci, null: float) -> str:
-    """For a claim with a direction but no magnitude ('fastest'): the CI against the null alone."""
-    if ci is None:
-        return "inconclusive"
-    lo = -math.inf if ci[0] is None else ci[0]
-    hi = math.inf if ci[1] is None else ci[1]
-    return "confirmed" if lo > null else "refuted" if hi < null else "inconclusive"
-
-
-def repair_excess(repair: RepairRecord) -> dict:
-    """Per model: flagged net minus the random draws' mean net, per 10k test images."""
-    values, fractions = [], []
-    for m in repair.models:
-        rnd = m.random_nets()
-        scale = 10_000 / repair.n_test
-        values.append((m.arm("flagged").net - float(np.mean(rnd))) * scale if rnd else None)
-        fractions.append(m.arm("flagged").param_fraction)
-    vals = [v for v in values if v is not None]
-    return {"value": float(np.mean(vals)) if vals else None, "ci95": bootstrap_ci(vals), "n": len(vals),
-            "param_fraction": float(np.mean(fractions)) if fractions else None}

@@ -8,7 +8,7 @@ from scipy.stats import kendalltau
 
 from ..core.ranking import problem_layers, ranking
 from .records import AttributionRecord
-from .stats import bootstrap_ci, expected_random_jaccard, jaccard, p_identical, p_jaccard_at_least
+from .stats import expected_random_jaccard, jaccard, p_identical, p_mean_jaccard_at_least
 
 
 def kendall(a: dict[str, float], b: dict[str, float]) -> float | None:
@@ -59,23 +59,24 @@ def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] =
         "sgd_vs_adam": {
             "pairs": same_seed,
             "jaccard_mean": mean_j,
-            "jaccard_ci95": bootstrap_ci([p["jaccard"] for p in same_seed]),
             "kendall_tau_mean": _mean(same_seed, "kendall_tau"),
-            "kendall_tau_ci95": bootstrap_ci([p["kendall_tau"] for p in same_seed]),
             "identical_fraction": float(np.mean([p["identical"] for p in same_seed])) if same_seed else None,
-            "p_chance_jaccard_at_least_mean": p_jaccard_at_least(n, k, mean_j) if mean_j is not None else None,
+            # the exact chance distribution of the mean over these n pairs, not one pair's
+            "p_chance_mean_jaccard": (p_mean_jaccard_at_least(n, k, len(same_seed), mean_j)
+                                      if mean_j is not None else None),
             "all_seed_pairs": all_cross,
         },
         "same_optimizer_seeds": {
             "pairs": within,
             "jaccard_mean": _mean(within, "jaccard"),
-            "jaccard_ci95": bootstrap_ci([p["jaccard"] for p in within]),
             "kendall_tau_mean": _mean(within, "kendall_tau"),
             "note": None if within else "one seed only: no same-optimizer pair to compare",
         },
         "chance": {"expected_jaccard": expected_random_jaccard(n, k), "p_identical_set": p_identical(n, k)},
         "parameter_count": {"top_k": size_top, "per_model": size_rows,
                             "jaccard_mean": _mean(size_rows, "jaccard_with_size_top_k")},
+        "models": [{"model": f"{r.optimizer}/s{r.seed}", "n_each": r.n_errors, "n_misclassified": r.n_misclassified,
+                    "mad_outliers": r.mad_outliers} for r in records],
     }
 
 
@@ -87,8 +88,8 @@ def verdict(summary: dict) -> str:
     size = summary["parameter_count"]["jaccard_mean"]
     if j is None:
         return "no SGD/Adam pair was attributed"
-    parts = [f"SGD vs Adam top-{summary['k']} Jaccard {j:.2f} (chance {chance:.2f}, "
-             f"p = {cross['p_chance_jaccard_at_least_mean']:.3f}"]
+    parts = [f"SGD vs Adam top-{summary['k']} Jaccard {j:.2f} over {len(cross['pairs'])} seed(s) (chance {chance:.2f}, "
+             f"exact p = {cross['p_chance_mean_jaccard']:.3f}"]
     parts.append(f"same-optimizer seeds {within:.2f}" if within is not None else "no same-optimizer seed pair")
     parts.append(f"parameter-count ranking {size:.2f})")
     claim = "100% overlap reproduced" if cross["identical_fraction"] == 1.0 else "100% overlap not reproduced"

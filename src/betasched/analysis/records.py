@@ -45,7 +45,9 @@ class RunRecord:
     final_test_acc: float | None
     best_test_acc: float | None
     targets: dict  # target key ("acc_35") -> first step at or above it, or None
-    clipped_steps: int
+    target_resolution_steps: int
+    clip_low_steps: int  # optimizer steps whose rule value was below 0 (clipped up to 0)
+    clip_high_steps: int  # ... above max_momentum (clipped down to it)
     diverged: bool
     diverged_at_step: int | None
     precision: str
@@ -53,6 +55,7 @@ class RunRecord:
     ranks: int
     data_copy: str
     device: str
+    eval_split: str = "test"
     evals: pd.DataFrame = field(default=None, repr=False, compare=False)
     steps: pd.DataFrame = field(default=None, repr=False, compare=False)
     target_seconds: dict = field(default_factory=dict, compare=False)  # wall clock, when known
@@ -93,8 +96,9 @@ class AttributionRecord:
     problem_layers: list[str]
     mad_outliers: list[str]
     ranks: dict[str, int]
-    n_errors: int
+    n_errors: int  # |M| = |C|: the smaller of the two sets, the larger subsampled to it
     n_correct: int
+    n_misclassified: int  # all misclassified validation images
     n_images: int
     error_indices: list[int]
     diverged: bool = False
@@ -177,6 +181,7 @@ class OverlapRecord:
     same_optimizer_seeds: dict
     chance: dict
     parameter_count: dict
+    models: list  # per model: |M| = |C| and the groups above median + 2 MAD
     verdict: str
 
     def save(self, path: str | Path) -> None:

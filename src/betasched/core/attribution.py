@@ -102,20 +102,24 @@ def _norm(ts: list[torch.Tensor]) -> float:
 
 
 def split_errors(model, images, labels, prepare, batch_size: int, seed: int = 0):
-    """M: misclassified images; C: a seeded random set of correct images of the same size."""
+    """M: misclassified images; C: correctly classified ones; both of the same size (a seeded
+    random subset of the larger), so that neither side of s(M) / s(C) is averaged over more images.
+    Returns (M, C, number of misclassified images in all)."""
     with torch.no_grad():
         preds = torch.cat([model(prepare(images[i : i + batch_size])).argmax(1).cpu()
                            for i in range(0, len(labels), batch_size)])
     wrong = torch.nonzero(preds != labels.cpu()).flatten()
     right = torch.nonzero(preds == labels.cpu()).flatten()
-    if len(wrong) == 0:
+    if len(wrong) == 0 or len(right) == 0:
+        which = "misclassifies none" if len(wrong) == 0 else "classifies none correctly"
         raise AttributionError(
-            f"the model misclassifies none of the {len(labels)} validation images, so there is "
+            f"the model {which} of the {len(labels)} validation images, so there is "
             "nothing to attribute: use a larger validation split (data.n_val)"
         )
     g = torch.Generator().manual_seed(seed)
-    chosen = right[torch.randperm(len(right), generator=g)[: len(wrong)]]
-    return wrong, chosen.sort().values
+    n = min(len(wrong), len(right))
+    pick = lambda idx: idx[torch.randperm(len(idx), generator=g)[:n]].sort().values  # noqa: E731
+    return pick(wrong), pick(right), len(wrong)
 
 
 def attribute(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, method: str = "rgn_ratio",
@@ -128,7 +132,7 @@ def attribute(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, meth
     model.eval()
     try:
         groups = layer_groups(model, granularity)
-        wrong, right = split_errors(model, images, labels, prepare, batch_size, seed)
+        wrong, right, n_wrong = split_errors(model, images, labels, prepare, batch_size, seed)
         xm, ym = images[wrong], labels[wrong]
         weight_norm = {n: _norm(ps) for n, ps in groups.items()}
         if method == "fisher":
@@ -153,6 +157,7 @@ def attribute(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, meth
         "scores": scores,
         "n_errors": len(wrong),
         "n_correct": len(right),
+        "n_misclassified": n_wrong,
         "n_images": len(labels),
         "error_indices": wrong.tolist(),
         "param_counts": {n: sum(p.numel() for p in ps) for n, ps in groups.items()},

@@ -27,12 +27,16 @@ def random_draws(groups: list[str], k: int, n: int, seed: int) -> list[list[str]
 
 
 def matched_draw(sizes: dict[str, int], target: list[str], seed: int, tol: float = 0.05):
-    """A random group set (not the target itself) whose parameter count is within ±tol of the
-    target's; the closest one when none is. Returns (groups, achieved fraction of all params)."""
+    """A random group set matched to the target's parameter count (within ±tol, else the closest),
+    among the sets that are neither the target, nor one of its subsets, nor one of its supersets
+    (those would retrain what the flagged arm retrains). Returns (groups, achieved fraction of all
+    parameters), or None when no such set exists."""
     names, total = list(sizes), sum(sizes.values())
-    want = sum(sizes[g] for g in target)
+    want, flagged = sum(sizes[g] for g in target), set(target)
     subsets = [list(c) for r in range(1, len(names)) for c in combinations(names, r)
-               if set(c) != set(target)]
+               if not (set(c) <= flagged or set(c) >= flagged)]
+    if not subsets:
+        return None
     close = [s for s in subsets if abs(sum(sizes[g] for g in s) - want) <= tol * want]
     if close:
         pick = random.Random(seed).choice(close)
@@ -52,15 +56,16 @@ def build_arms(scores: dict[str, float], sizes: dict[str, int], flagged: list[st
                n_random: int, seed: int) -> list[Arm]:
     """Every arm of a repair, from one model's scores (chosen on held-out data): the flagged
     groups, full fine-tuning, fc only, the k lowest-scoring groups, a parameter-matched random
-    set, Auto-RGN over all groups, and n_random draws of k random groups."""
+    set (absent when no set qualifies: see matched_draw), Auto-RGN over all groups, and n_random
+    draws of k random groups."""
     groups = list(scores)
-    matched, achieved = matched_draw(sizes, flagged, seed)
+    matched = matched_draw(sizes, flagged, seed)
     arms = [
         Arm("flagged", tuple(flagged)),
         Arm("full", tuple(groups)),
         Arm("fc_only", ("fc",) if "fc" in groups else tuple(groups[-1:])),
         Arm("lowest_k", tuple(ranking(scores)[-k:])),
-        Arm("param_matched", tuple(matched), matched_fraction=achieved),
+        *([Arm("param_matched", tuple(matched[0]), matched_fraction=matched[1])] if matched else []),
         Arm("auto_rgn", tuple(groups), auto_rgn=True),
     ]
     arms += [Arm(f"random_{i}", tuple(g), random=True) for i, g in enumerate(random_draws(groups, k, n_random, seed))]

@@ -7,5 +7,6 @@ def run_name(optimizer: str, schedule: str, seed: int) -> str:
 
 
 def target_key(target: float) -> str:
-    """0.35 -> 'acc_35': the key of a target accuracy in metrics and claims."""
-    return f"acc_{round(target * 100):d}"
+    """0.35 -> 'acc_350', 0.835 -> 'acc_835': the key of a target accuracy (in thousandths, so that
+    the pilot's targets, on a 0.005 grid, keep distinct keys)."""
+    return f"acc_{round(target * 1000):03d}"

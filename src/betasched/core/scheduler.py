@@ -67,8 +67,11 @@ class MomentumScheduler:
         self.lr_min = lr_min
         self.lr_max = list(lr_max)
         self.last_step = -1
-        self.clipped_steps = 0
+        self.clipped_steps = 0  # steps where a rule's value was clipped, either way
+        self.clipped_low = 0  # ... below 0 (beta: lr > 0.25)
+        self.clipped_high = 0  # ... above max_momentum (beta: lr < ((1 - max_momentum) / 2)^2)
         self._last_momentum = [0.0] * len(groups)
+        self._last_raw = [0.0] * len(groups)
         self._nominal_lr = [g["lr"] for g in groups]
         self._hook = None
         if schedule == "constant_matched":
@@ -83,14 +86,15 @@ class MomentumScheduler:
 
     def step(self) -> None:
         self.last_step += 1
-        clipped = False
+        low = high = False
         for i, group in enumerate(self.optimizer.param_groups):
             lr = group["lr"]
             raw = self.rule(
                 lr, self.last_step, self.total_steps, self.lr_min, self.lr_max[i], **self.options
             )
             mu = min(max(raw, 0.0), self.max_momentum)
-            clipped |= mu != raw
+            low, high = low or raw < 0.0, high or raw > self.max_momentum
+            self._last_raw[i] = raw
             if self.key == "momentum":
                 group["momentum"] = mu
             else:
@@ -99,10 +103,16 @@ class MomentumScheduler:
             if self._hook is not None:
                 self._nominal_lr[i] = lr
                 group["lr"] = matched_lr(lr, self.max_momentum, mu)
-        self.clipped_steps += int(clipped)
+        self.clipped_steps += int(low or high)
+        self.clipped_low += int(low)
+        self.clipped_high += int(high)
 
     def get_last_momentum(self) -> list[float]:
         return list(self._last_momentum)
+
+    def get_last_raw_momentum(self) -> list[float]:
+        """The rule's value before the clip to [0, max_momentum]."""
+        return list(self._last_raw)
 
     def get_last_nominal_lr(self) -> list[float]:
         """The LR that the LR scheduler set, before any constant_matched rescaling."""
@@ -122,7 +132,10 @@ class MomentumScheduler:
             "schedule": self.schedule,
             "last_step": self.last_step,
             "clipped_steps": self.clipped_steps,
+            "clipped_low": self.clipped_low,
+            "clipped_high": self.clipped_high,
             "last_momentum": list(self._last_momentum),
+            "last_raw": list(self._last_raw),
             "nominal_lr": list(self._nominal_lr),
             "lr_max": list(self.lr_max),
         }
@@ -134,7 +147,9 @@ class MomentumScheduler:
             )
         self.last_step = state["last_step"]
         self.clipped_steps = state["clipped_steps"]
+        self.clipped_low, self.clipped_high = state.get("clipped_low", 0), state.get("clipped_high", 0)
         self._last_momentum = list(state["last_momentum"])
+        self._last_raw = list(state.get("last_raw", self._last_momentum))
         self._nominal_lr = list(state["nominal_lr"])
         self.lr_max = list(state["lr_max"])
 

@@ -14,13 +14,26 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.files import atomic_path
+from ..analysis.targets import rule_from_params
+from ..core import checks
 from .params import load_params, repo_root, validate
 from .study import attribution_settings
 from .treat import repair_budget
 
 
+def check_stats(params: dict) -> dict:
+    st = params.get("stats")
+    if not isinstance(st, dict):
+        raise ConfigError("params section stats is missing: recompose params.yaml with `make params`")
+    checks.integer(st.get("min_seeds"), "stats.min_seeds", low=2)
+    checks.number(st.get("level"), "stats.level", low=0.5, high=1, high_open=True)
+    return st
+
+
 def check_all(params: dict, root: str | Path | None = None) -> None:
     validate(params, root)
+    rule_from_params(params)
+    check_stats(params)
     attribution_settings(params)
     repair_budget(params, params["matrix"]["seeds"][0])
 

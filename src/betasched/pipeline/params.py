@@ -17,7 +17,7 @@ from ..training.data import check_data_config
 from ..training.engine import OPTIMIZERS, RunConfig
 
 SECTIONS = ("preset", "schedule", "matrix", "train", "optim", "momentum", "model", "data",
-            "attribution", "repair")
+            "attribution", "repair", "targets", "stats")
 
 
 def repo_root(start: str | Path | None = None) -> Path:
@@ -85,8 +85,32 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return params
 
 
-def run_config(params: dict, optimizer: str, schedule: str, seed: int) -> RunConfig:
-    """The typed, checked settings of one training run."""
+TARGETS_FILE = Path("targets/targets.json")
+
+
+def load_targets(path: str | Path = TARGETS_FILE) -> tuple[float, ...]:
+    """The pre-registered targets, written by the targets stage."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: run `dvc repro targets` (the pilot fixes the targets first)")
+    try:
+        return tuple(json.loads(path.read_text())["values"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a targets file ({exc}): run `dvc repro -f targets`") from exc
+
+
+def matrix_runs(params: dict) -> list[tuple[str, str, int]]:
+    """(optimizer, schedule, seed) of every verdict run: the matrix, then the controls (SGD)."""
+    m = params["matrix"]
+    runs = [(o, s, seed) for o in m["optimizers"] for s in m["schedules"] for seed in m["seeds"]]
+    return runs + [("sgd", c, seed) for c in m.get("controls") or [] for seed in m["seeds"]]
+
+
+def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(0.5,)) -> RunConfig:
+    """The typed, checked settings of one training run (``targets``: those of the targets stage;
+    a placeholder is enough to check the other settings)."""
     checks.choice(optimizer, "optimizer", OPTIMIZERS)
     checks.choice(schedule, "schedule", SCHEDULES)
     t, m = params["train"], params["momentum"]
@@ -96,13 +120,13 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int) -> RunCon
         epochs=t["epochs"], batch_size=t["batch_size"], lr=o["lr"],
         weight_decay=o.get("weight_decay", 0.0), beta2=o.get("beta2", 0.999),
         warmup_epochs=t["warmup_epochs"], eval_every=t["eval_every"],
-        targets=t["targets"],
+        targets=targets,
         width=params["model"]["width"], max_momentum=m["max_momentum"],
         schedule_options=dict(m.get(schedule) or {}),
         device=t.get("device", "auto"), channels_last=t.get("channels_last", True),
         compile=t.get("compile", False), threads=t.get("threads", 1), precision=t.get("precision", "auto"),
         nproc=t.get("nproc", 1), checkpoint_every=t.get("checkpoint_every", 0),
-        progress=t.get("progress", True),
+        refine_targets=t.get("refine_targets", False), progress=t.get("progress", True),
     )
 
 
@@ -130,13 +154,21 @@ def validate(params, root: str | Path | None = None) -> None:
     seeds = checks.unique(matrix.get("seeds"), "matrix.seeds")
     for seed in seeds:
         checks.integer(seed, "matrix.seeds entry", low=0)
+    controls = matrix.get("controls") or []
+    if controls:
+        checks.unique(controls, "matrix.controls")
+    for name in controls:
+        checks.choice(name, "matrix.controls entry", SCHEDULES)
+        if name in schedules:
+            raise ConfigError(f"{name!r} is in matrix.schedules and matrix.controls: list it once (controls "
+                              "are trained for SGD only)")
     for name in ("train.epochs", "train.batch_size", "train.warmup_epochs", "train.eval_every",
-                 "train.targets", "momentum.max_momentum", "model.width"):
+                 "momentum.max_momentum", "model.width"):
         section, key = name.split(".")
         if key not in params[section]:
             raise ConfigError(f"params.yaml lacks {name}: recompose it with `make params`")
-    for optimizer in optimizers:
-        for schedule in schedules:
-            run_config(params, optimizer, schedule, seeds[0])
+    for optimizer, schedule, seed in matrix_runs(params):
+        if seed == seeds[0]:
+            run_config(params, optimizer, schedule, seed)
     check_data_config(params["data"])
 

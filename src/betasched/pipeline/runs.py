@@ -24,7 +24,7 @@ from ..training.engine import RunConfig, train
 from ..training.state import STATE_KEYS
 from . import timings, tracking
 from .closure import import_closure
-from .params import repo_root, run_config
+from .params import load_targets, repo_root, run_config
 
 RUNS_DIR = Path("runs")
 TRAIN_SCRIPT = "stages/train.py"
@@ -42,10 +42,11 @@ def code_hash(script: str = TRAIN_SCRIPT) -> str:
     return h.hexdigest()
 
 
-def run_key(cfg: RunConfig, data_sha256: str) -> str:
-    """Config (what changes the numerics), data and code: one key per distinct run."""
+def run_key(cfg: RunConfig, data_sha256: str, split: str = "test") -> str:
+    """Config (what changes the numerics), data, evaluation split and code: one key per run."""
     config = {k: v for k, v in asdict(cfg).items() if k != "progress"}
-    blob = json.dumps({"config": config, "data": data_sha256, "code": code_hash()}, sort_keys=True, default=str)
+    blob = json.dumps({"config": config, "data": data_sha256, "split": split, "code": code_hash()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -74,22 +75,30 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR) -> dict:
+def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR, *,
+            targets=None, pilot: bool = False) -> dict:
     """Train one run and write runs/<name>/ whole. A run killed mid-way resumes from its last
     checkpoint (and its MLflow run) when executed again with the same config, data and code.
-    Under torchrun, every rank trains and rank 0 alone tracks, checkpoints and writes."""
+    Under torchrun, every rank trains and rank 0 alone tracks, checkpoints and writes.
+
+    targets: the pre-registered targets (default: the targets stage's); pilot: evaluate on the
+    validation split, with no target, and keep no model (a pilot only fixes the targets)."""
     start = time.perf_counter()
-    cfg = run_config(params, optimizer, schedule, seed)
+    targets = () if pilot else (load_targets() if targets is None else tuple(targets))
+    cfg = run_config(params, optimizer, schedule, seed, targets=targets)
     data, manifest = load_prepared()
+    if pilot:  # the test split is never looked at before the targets are fixed
+        data = dict(data, x_test=data["x_val"], y_test=data["y_val"])
     if not distributed.ranks().is_main:
         train(cfg, data)
         return {}
-    name, key = run_name(optimizer, schedule, seed), run_key(cfg, manifest["data_sha256"])
+    split = "val" if pilot else "test"
+    name, key = run_name(optimizer, schedule, seed), run_key(cfg, manifest["data_sha256"], split)
     ckpt = Checkpoint(name, key)
     state = ckpt.load()
     device = str(pick_device(cfg.device))
-    tags = tracking.standard_tags("train", params["preset"], device, manifest["data_copy"])
-    tags.update(optimizer=optimizer, schedule=schedule, seed=str(seed), run_key=key)
+    tags = tracking.standard_tags("pilot" if pilot else "train", params["preset"], device, manifest["data_copy"])
+    tags.update(optimizer=optimizer, schedule=schedule, seed=str(seed), run_key=key, eval_split=split)
     logged = dict(asdict(cfg), preset=params["preset"], data_copy=manifest["data_copy"])
     run_id = state.pop("mlflow_run_id") if state else None
     with tracking.run(name, tags, None if run_id else logged, run_id=run_id) as active:
@@ -105,8 +114,8 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
 
         result = train(cfg, data, resume=state, on_eval=on_eval,
                        on_checkpoint=lambda st: ckpt.save({**st, "mlflow_run_id": active.info.run_id}))
-        summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=device)
-        _write_run(runs_dir / name, result, summary, cfg.width)
+        summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=device, eval_split=split)
+        _write_run(runs_dir / name, result, summary, None if pilot else cfg.width)
         tracking.log_series(active.info.run_id, result.steps, ("loss", "lr", "lr_applied", "momentum", "effective_lr"))
         mlflow.log_metrics({k: float(v) for k, v in summary.items()
                             if isinstance(v, (int, float)) and v is not None and k != "seed"})
@@ -121,11 +130,40 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
     return {**summary, **timing}
 
 
-def _write_run(folder: Path, result, summary: dict, width: int) -> None:
+def _write_run(folder: Path, result, summary: dict, width: int | None) -> None:
     with atomic_dir(folder) as tmp:
-        save_torch(tmp / "model.pt", {"state_dict": result.model.state_dict(), "width": width, "num_classes": 10})
+        if width is not None:
+            save_torch(tmp / "model.pt", {"state_dict": result.model.state_dict(), "width": width, "num_classes": 10})
         pd.DataFrame(result.steps).to_csv(tmp / "steps.csv", index=False)
         # a header even when empty (a run that diverged before its first evaluation)
-        pd.DataFrame(result.evals, columns=["step", "test_acc"]).to_csv(tmp / "evals.csv", index=False)
+        pd.DataFrame(result.evals, columns=["step", "test_acc", "kind"]).to_csv(tmp / "evals.csv", index=False)
         write_json(tmp / "metrics.json", summary)
 
+
+
+def _pilot(job) -> tuple[int, float | None]:
+    params, schedule, seed, folder = job
+    return seed, execute(params, "sgd", schedule, seed, Path(folder), pilot=True)["final_test_acc"]
+
+
+def run_pilots(params: dict, schedule: str, seeds: list[int], folder: str | Path) -> dict[int, float | None]:
+    """Pilot runs of SGD with ``schedule`` (validation split, no model kept), cores / train.threads
+    at a time; returns each seed's final validation accuracy. Writes ``folder`` whole."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from .cli import stop_with_parent
+
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        if not seeds:
+            return {}
+        jobs = max(1, min(len(seeds), (os.cpu_count() or 1) // params["train"]["threads"]))
+        work = [(params, schedule, seed, str(tmp)) for seed in seeds]
+        if jobs == 1:
+            finals = dict(map(_pilot, work))
+        else:
+            with ProcessPoolExecutor(jobs, get_context("spawn"), initializer=stop_with_parent) as pool:
+                finals = dict(pool.map(_pilot, work))
+    return finals

@@ -14,7 +14,7 @@ from ..training.augment import normalize
 from ..training.device import pick_device, set_threads
 from ..training.model import GROUPS, load_model
 from . import tracking
-from .params import run_config
+from .params import load_targets, run_config
 from .runs import RUNS_DIR, run_key
 
 ATTRIBUTION_DIR = Path("attribution")
@@ -62,7 +62,8 @@ def compute_device(params: dict, section: str):
 
 def training_run_id(params: dict, entry: StudiedRun, data_sha256: str) -> str | None:
     """The MLflow run that trained this model (found by its run key), to log diagnostics into."""
-    return tracking.find_run(run_key(run_config(params, entry.optimizer, entry.schedule, entry.seed), data_sha256))
+    cfg = run_config(params, entry.optimizer, entry.schedule, entry.seed, targets=load_targets())
+    return tracking.find_run(run_key(cfg, data_sha256))
 
 
 def attribute_run(entry: StudiedRun, data: dict, params: dict, device) -> AttributionRecord:
@@ -78,6 +79,7 @@ def attribute_run(entry: StudiedRun, data: dict, params: dict, device) -> Attrib
         method=res["method"], granularity=res["granularity"], k=settings.k, scores=scores,
         param_counts=res["param_counts"], problem_layers=problem_layers(scores, settings.k),
         mad_outliers=mad_outliers(scores), ranks={n: i + 1 for i, n in enumerate(ranking(scores))},
-        n_errors=res["n_errors"], n_correct=res["n_correct"], n_images=res["n_images"],
+        n_errors=res["n_errors"], n_correct=res["n_correct"], n_misclassified=res["n_misclassified"],
+        n_images=res["n_images"],
         error_indices=res["error_indices"], diverged=diverged,
     )

@@ -50,6 +50,7 @@ class RunConfig:
     precision: str = "auto"
     nproc: int = 1
     checkpoint_every: int = 0
+    refine_targets: bool = False  # time to target to 1 step between evaluations (see TrainState)
     progress: bool = True
 
     def __post_init__(self):
@@ -64,10 +65,10 @@ class RunConfig:
         checks.number(self.beta2, f"optim.{self.optimizer}.beta2", low=0, high=1, high_open=True)
         checks.number(self.warmup_epochs, "train.warmup_epochs", low=0, high=self.epochs, high_open=True)
         checks.integer(self.eval_every, "train.eval_every")
-        if not isinstance(self.targets, (list, tuple)) or not self.targets:
-            raise ConfigError(f"train.targets={self.targets!r} must be a non-empty list of accuracies")
+        if not isinstance(self.targets, (list, tuple)):  # empty: a run with no time to target (a pilot)
+            raise ConfigError(f"targets={self.targets!r} must be a list of accuracies")
         for t in self.targets:
-            checks.number(t, "train.targets entry", low=0, high=1, low_open=True)
+            checks.number(t, "targets entry", low=0, high=1, low_open=True)
         self.targets = tuple(self.targets)
         checks.integer(self.width, "model.width")
         checks.number(self.max_momentum, "momentum.max_momentum", low=0, high=1, low_open=True, high_open=True)
@@ -77,7 +78,7 @@ class RunConfig:
         checks.integer(self.nproc, "train.nproc")
         distributed.check_batch(self.batch_size, self.nproc)
         checks.integer(self.checkpoint_every, "train.checkpoint_every", low=0)
-        for name in ("channels_last", "compile", "progress"):
+        for name in ("channels_last", "compile", "refine_targets", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name}={getattr(self, name)!r} must be true or false")
 
@@ -91,7 +92,7 @@ class TrainResult:
     evals: list[dict]
     reached: dict
     total_steps: int
-    clipped_steps: int
+    resolution: int  # steps: 1 with refine_targets, else train.eval_every
     diverged_at_step: int | None
     precision: str
     threads: int
@@ -100,23 +101,29 @@ class TrainResult:
     eval_seconds: list[float]
 
     def summary(self, cfg: RunConfig) -> dict:
-        accs = [e["test_acc"] for e in self.evals]
+        accs = [e["test_acc"] for e in self.evals if e["kind"] == "grid"]
+        raw = [r["momentum_raw"] for r in self.steps]  # the momenta the optimizer steps used
         return {
             "optimizer": cfg.optimizer, "schedule": cfg.schedule, "seed": cfg.seed,
             "total_steps": self.total_steps, "steps_done": len(self.steps),
             "final_test_acc": accs[-1] if accs else None, "best_test_acc": max(accs, default=None),
-            "targets": dict(self.reached), "clipped_steps": self.clipped_steps,
+            "targets": dict(self.reached), "target_resolution_steps": self.resolution,
+            "clip_low_steps": sum(r < 0.0 for r in raw),
+            "clip_high_steps": sum(r > cfg.max_momentum for r in raw),
             "diverged": self.diverged_at_step is not None, "diverged_at_step": self.diverged_at_step,
             "precision": self.precision, "threads": self.threads, "ranks": self.ranks,
         }
 
     def timing(self, batch_size: int) -> dict:
-        at = dict(zip((e["step"] for e in self.evals), self.eval_seconds))
+        """Seconds of training at each target: those of the evaluation that found it (an upper
+        bound by at most one evaluation interval when the step was refined)."""
+        grid = [(e["step"], sec) for e, sec in zip((e for e in self.evals if e["kind"] == "grid"), self.eval_seconds)]
+        at = lambda step: next((sec for s, sec in grid if s >= step), None)  # noqa: E731
         secs = self.train_seconds
         return {
             "train_seconds": secs,
             "images_per_second": len(self.steps) * batch_size / secs if secs else None,
-            "target_seconds": {k: (at.get(v) if v is not None else None) for k, v in self.reached.items()},
+            "target_seconds": {k: (at(v) if v is not None else None) for k, v in self.reached.items()},
             "eval_seconds": self.eval_seconds,
         }
 
@@ -177,7 +184,7 @@ def build_state(cfg: RunConfig, device, ranks, steps_per_epoch: int, model=None)
     lr_sched = warmup_cosine(opt, int(round(cfg.warmup_epochs * steps_per_epoch)), total)
     mom_sched = MomentumScheduler(opt, cfg.schedule, total_steps=total, max_momentum=cfg.max_momentum,
                                   **cfg.schedule_options)
-    return TrainState(model, opt, lr_sched, mom_sched, gen, cfg.targets, total), forward
+    return TrainState(model, opt, lr_sched, mom_sched, gen, cfg.targets, total, cfg.refine_targets), forward
 
 
 def train_step(state: TrainState, forward, x_train, y_train, cfg: RunConfig, steps_per_epoch, ranks,
@@ -196,14 +203,14 @@ def train_step(state: TrainState, forward, x_train, y_train, cfg: RunConfig, ste
     opt, mom = state.optimizer, state.momentum_scheduler
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    lr_nominal, mu = mom.get_last_nominal_lr()[0], mom.get_last_momentum()[0]
+    lr_nominal, mu, raw = mom.get_last_nominal_lr()[0], mom.get_last_momentum()[0], mom.get_last_raw_momentum()[0]
     lr_applied = opt.param_groups[0]["lr"]
     opt.step()
     state.lr_scheduler.step()
     mom.step()
     state.step += 1
     state.record_step(loss, {"step": state.step, "epoch": epoch, "lr": lr_nominal, "lr_applied": lr_applied,
-                             "momentum": mu, "effective_lr": lr_applied / (1.0 - mu)})
+                             "momentum": mu, "momentum_raw": raw, "effective_lr": lr_applied / (1.0 - mu)})
 
 
 def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, resume: dict | None = None,
@@ -232,16 +239,20 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     while state.step < state.total_steps and diverged is None:
         train_step(state, forward, x_train, y_train, cfg, steps_per_epoch, ranks, device, precision)
         bar.update(1)
-        if state.step % cfg.eval_every == 0 or state.step == state.total_steps:
+        at_grid = state.step % cfg.eval_every == 0 or state.step == state.total_steps
+        if not at_grid:
+            state.keep_for_refinement()
+        if at_grid:
             state.flush_losses(ranks)  # the sync point: losses to the host, divergence, evaluation
             if device.type == "cuda":
                 torch.cuda.synchronize()
             state.train_seconds += time.perf_counter() - clock
             diverged = state.first_nonfinite_loss(cfg.eval_every)
             if diverged is None:
-                acc = evaluate(state.model, data["x_test"], data["y_test"], device, ranks, cfg.channels_last,
-                               precision)
-                state.record_eval(acc, cfg.targets)
+                score = lambda m: evaluate(m, data["x_test"], data["y_test"], device, ranks,  # noqa: E731
+                                           cfg.channels_last, precision)
+                acc = score(state.model)
+                state.record_eval(acc, score)
                 bar.set_postfix(loss=f"{state.steps[-1]['loss']:.3f}", acc=f"{acc:.3f}")
                 if on_eval is not None:
                     on_eval(state.step, acc)
@@ -255,5 +266,5 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
                 on_checkpoint(snapshot)
     bar.close()
     return TrainResult(state.model, state.steps, state.evals, state.reached, state.total_steps,
-                       state.momentum_scheduler.clipped_steps, diverged, precision, cfg.threads, ranks.world,
+                       1 if cfg.refine_targets else cfg.eval_every, diverged, precision, cfg.threads, ranks.world,
                        state.train_seconds, state.eval_seconds)

@@ -1,0 +1,65 @@
+"""Pre-registered targets: the accuracies at which time to target is measured, fixed by a rule
+written in params before any verdict run, from pilot runs that never enter a verdict."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import checks
+from ..core.errors import ConfigError
+from ..core.schedules import SCHEDULES
+
+RULES = ("pilot", "fixed")
+
+
+@dataclass(frozen=True)
+class TargetRule:
+    """pilot: ``fractions`` of the reference arm's mean final validation accuracy over the pilot
+    seeds (rounded to 0.005); fixed: ``values`` as they are (the paper's 0.90 / 0.95)."""
+    rule: str
+    fractions: tuple = (0.85, 0.95)
+    values: tuple = (0.9, 0.95)
+    pilot_seeds: tuple = ()
+    reference: str = "constant"
+
+    def __post_init__(self):
+        checks.choice(self.rule, "targets.rule", RULES)
+        for name in ("fractions", "values"):
+            vals = checks.unique(list(getattr(self, name)), f"targets.{name}")
+            for v in vals:
+                checks.number(v, f"targets.{name} entry", low=0, high=1, low_open=True)
+            if list(vals) != sorted(vals):
+                raise ConfigError(f"targets.{name}={list(vals)} must be increasing")
+        seeds = list(self.pilot_seeds)
+        if seeds:
+            checks.unique(seeds, "targets.pilot_seeds")
+        for s in seeds:
+            checks.integer(s, "targets.pilot_seeds entry", low=0)
+        if self.rule == "pilot" and not seeds:
+            raise ConfigError("targets.rule=pilot needs targets.pilot_seeds: list seeds that no verdict uses")
+        checks.choice(self.reference, "targets.reference", SCHEDULES)
+
+    def check_against(self, verdict_seeds) -> None:
+        shared = sorted(set(self.pilot_seeds) & set(verdict_seeds))
+        if shared:
+            raise ConfigError(f"targets.pilot_seeds and matrix.seeds share {shared}: a pilot seed must never "
+                              "enter a verdict")
+
+    def compute(self, pilot_final_accs: list[float]) -> list[float]:
+        if self.rule == "fixed":
+            return [float(v) for v in self.values]
+        if not pilot_final_accs:
+            raise ConfigError("no pilot run finished: run `dvc repro targets` (the pilot stages first)")
+        ref = float(np.mean(pilot_final_accs))
+        return [round(round(f * ref / 0.005) * 0.005, 3) for f in self.fractions]
+
+
+def rule_from_params(params: dict) -> TargetRule:
+    t = params.get("targets")
+    if not isinstance(t, dict):
+        raise ConfigError("params section targets is missing: recompose params.yaml with `make params`")
+    rule = TargetRule(rule=t.get("rule"), fractions=tuple(t.get("fractions") or ()), values=tuple(t.get("values") or ()),
+                      pilot_seeds=tuple(t.get("pilot_seeds") or ()), reference=t.get("reference", "constant"))
+    rule.check_against(params["matrix"]["seeds"])
+    return rule

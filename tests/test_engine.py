@@ -1,0 +1,35 @@
+"""Time to target to 1 step: the refined run finds the same first step as evaluating every step."""
+import pytest
+
+from betasched.training.data import synthetic
+from betasched.training.engine import RunConfig, train
+
+
+@pytest.fixture(scope="module")
+def data():
+    x_tr, y_tr, x_te, y_te, _ = synthetic(640, 300, seed=0)
+    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}
+
+
+def _cfg(**kw):
+    return RunConfig(optimizer="sgd", schedule="beta", seed=0, epochs=3, batch_size=32, lr=0.05, width=4,
+                     device="cpu", channels_last=False, precision="fp32", progress=False, **kw)
+
+
+def test_refined_steps_match_an_evaluation_at_every_step(data):
+    targets = (0.3, 0.5, 0.6)  # 0.3: a transient crossing at step 28 lies before the first grid point above it
+    dense = train(_cfg(eval_every=1, targets=targets), data)
+    refined = train(_cfg(eval_every=10, targets=targets, refine_targets=True), data)
+    assert [r["loss"] for r in dense.steps] == [r["loss"] for r in refined.steps]  # evaluation never changes training
+    acc = {e["step"]: e["test_acc"] for e in dense.evals}
+    for t in targets:
+        # the first grid point at or above t, then the first step at or above t in its window
+        grid = next(s for s in range(10, 61, 10) if acc[s] >= t)
+        want = next(s for s in range(grid - 9, grid + 1) if acc[s] >= t)
+        assert refined.reached[f"acc_{round(t * 1000):03d}"] == want, t
+    refined_rows = [e for e in refined.evals if e["kind"] == "refine"]
+    assert refined_rows and all(acc[e["step"]] == e["test_acc"] for e in refined_rows)
+    assert refined.resolution == 1 and dense.resolution == 1
+    coarse = train(_cfg(eval_every=10, targets=targets), data)
+    assert coarse.resolution == 10 and all(v % 10 == 0 for v in coarse.reached.values() if v is not None)
+    assert any(v % 10 for v in refined.reached.values() if v is not None)  # refinement moved a target off the grid
