@@ -9,7 +9,7 @@ PRESET ?=
 JOBS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test data params ui bench bench-ablation bench-matrix core-check clean
+.PHONY: install repro test data params ui ui-check bench bench-ablation bench-matrix core-check gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,8 @@ params: $(STAMP)
 # (auto: one per GPU, else cores / train.threads), each its own `dvc repro -s`
 # (betasched.pipeline.parallel); plain `dvc repro` does the rest. Every run uses train.threads
 # threads, so its bytes are those of `dvc repro` or `dvc exp run`.
+# One MLflow parent run for this whole `make repro` (its stages run in several processes).
+repro: export BETASCHED_PIPELINE := make-$(shell date +%Y%m%d-%H%M%S)-$(shell echo $$$$)
 repro: $(STAMP) data
 	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET),--check)
 	$(BIN)/dvc repro targets
@@ -49,6 +51,10 @@ PORT ?= 5000
 ui: $(STAMP)
 	$(BIN)/python -m betasched.pipeline.ui --port $(PORT)
 
+# The UI in headless Chromium (Debian's chromium): screenshots in ui-check/, REST checks, then stop.
+ui-check: $(STAMP)
+	$(BIN)/python bench/ui_check.py
+
 # Engine vs a textbook DataLoader loop, alternating; writes metrics/bench.json.
 bench: $(STAMP) data
 	$(BIN)/dvc repro prepare
@@ -63,6 +69,13 @@ bench-ablation: $(STAMP) data
 bench-matrix: $(STAMP) data
 	$(BIN)/dvc repro prepare
 	$(BIN)/python bench/matrix.py $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS))
+
+# One GPU window (README "On one GPU"): no install, no DVC / MLflow / Hydra; files into OUT.
+# The CPU rehearsal: make gpu-check OUT=/tmp/gpu ARGS="--device cpu --tiny"
+GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+OUT ?= gpu-out
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_PY) bench/gpu_check.py --out $(OUT) $(ARGS)
 
 # The core alone in a fresh venv, torch installed from its wheel (pip takes it from this disk):
 # the README's library snippets must run there (tests/test_core_install.py links torch instead).

@@ -2,7 +2,7 @@
 import time
 
 from betasched.analysis import plots
-from betasched.analysis.compare import long_frames, summarize
+from betasched.analysis.compare import flat_metrics, long_frames, summarize
 from betasched.core.files import atomic_path, check_writable, write_json
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
@@ -14,7 +14,7 @@ from betasched.pipeline.results import collect_runs
 def compare_stage() -> None:
     start = time.perf_counter()
     params = load_params()
-    check_writable("metrics", "plots")
+    check_writable("metrics", "plots", "plots/data")
     runs = collect_runs(params)
     targets = load_targets()
     nested, seconds, table = summarize(runs, targets)
@@ -24,11 +24,13 @@ def compare_stage() -> None:
     plots.accuracy_vs_step(evals, "plots/accuracy.png")
     plots.momentum_vs_step(steps, "plots/momentum.png")
     plots.steps_to_target(table, "plots/steps_to_target.png")
+    plots.data_files(evals, steps, table, "plots/data")
     with atomic_path("metrics/compare.csv") as tmp:
         table.drop(columns="median_seconds").to_csv(tmp, index=False)
     write_json("metrics/compare.json", nested)
     timings.record("stage", "compare", {"wall_seconds": time.perf_counter() - start, "median_seconds": seconds})
     with tracking.run("compare", tracking.stage_tags("compare", params), system_metrics=False):
+        tracking.log_metrics(flat_metrics(nested))
         tracking.log_artifacts(["metrics/compare.json", "metrics/compare.csv", "plots/accuracy.png",
                                 "plots/momentum.png", "plots/steps_to_target.png"])
     print(table.to_string(index=False))

@@ -24,10 +24,8 @@ def overlap_stage() -> None:
     overlap.save("metrics/overlap.json")
     timings.record("stage", "overlap", {"wall_seconds": time.perf_counter() - start})
     with tracking.run(f"overlap-{params['schedule']}", tracking.stage_tags("overlap", params), system_metrics=False):
-        import mlflow
-
         cross = overlap.sgd_vs_adam
-        mlflow.log_metrics({k: v for k, v in {
+        tracking.log_metrics({k: v for k, v in {
             "jaccard_sgd_adam": cross["jaccard_mean"], "kendall_tau_sgd_adam": cross["kendall_tau_mean"],
             "jaccard_chance": overlap.chance["expected_jaccard"],
             "jaccard_same_optimizer": overlap.same_optimizer_seeds["jaccard_mean"],

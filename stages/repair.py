@@ -18,7 +18,7 @@ from betasched.training.model import load_model
 def repair_stage() -> None:
     start = time.perf_counter()
     params = load_params()
-    check_writable("metrics", "plots")
+    check_writable("metrics", "plots", "plots/data")
     cfg, k = params["repair"], params["attribution"]["k"]
     entries = studied_runs(params)
     budgets = [repair_budget(params, entry.seed) for entry in entries]  # checked before anything runs
@@ -36,6 +36,7 @@ def repair_stage() -> None:
             models.append(RepairModel(entry.run, entry.optimizer, entry.seed, record.problem_layers, results))
         table = arm_table(models)
         plots.repair_bars(table, "plots/repair.png")
+        plots.write_csv(table.assign(arm=table["run"] + "/" + table["arm"])[["arm", "net"]], "plots/data/repair.csv")
         with atomic_path("metrics/repair.csv") as tmp:
             table.to_csv(tmp, index=False)
         RepairRecord(params["schedule"], SPLITS, cfg, k, len(data["y_test"]), models).save("metrics/repair.json")

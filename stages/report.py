@@ -3,7 +3,7 @@ import json
 import time
 
 from betasched.analysis import plots
-from betasched.analysis.claims import claim_rows
+from betasched.analysis.claims import claim_rows, summary_metrics
 from betasched.analysis.compare import long_frames
 from betasched.analysis.records import load_overlap, load_repair
 from betasched.analysis.report import claims_table, render
@@ -25,16 +25,22 @@ def report_stage() -> None:
     overlap, repair = load_overlap(), load_repair()
     manifest = json.loads(open("data/prepared/manifest.json").read())
     targets = json.loads(TARGETS_FILE.read_text())
+    damping = json.loads(open("metrics/damping.json").read())
     claims = claim_rows(runs, overlap, repair, params["momentum"]["max_momentum"], targets["values"],
                         params["matrix"]["seeds"], min_seeds)
     _, steps = long_frames(runs)
     plots.momentum_schedules(steps, "plots/momentum_schedules.png")
     meta = {"data_copy": manifest["data_copy"], "data_sha256": manifest["data_sha256"], "device": runs[0].device,
             "precision": f"{runs[0].precision} / {runs[0].threads}", "targets": targets, "min_seeds": min_seeds}
-    write_text("REPORT.md", render(claims, runs, overlap, repair, params, meta))
+    write_text("REPORT.md", render(claims, runs, overlap, repair, params, dict(meta, damping=damping)))
     write_json("metrics/claims.json", {"claims": claims, "preset": params["preset"], **meta})
+    summary = summary_metrics(claims)
+    write_json("metrics/summary.json", summary)
     timings.record("stage", "report", {"wall_seconds": time.perf_counter() - start})
     with tracking.run("report", tracking.stage_tags("report", params), system_metrics=False):
+        tracking.log_metrics(summary)
+        tracking.set_tags({f"verdict.c{c['id']}" + (f".{c['what'].split(':')[0]}" if c["id"].startswith("4") else ""):
+                           f"{c['direction']} / {c['magnitude']}" for c in claims})
         tracking.log_artifacts(["REPORT.md", "metrics/claims.json", "plots/momentum_schedules.png"])
     print(claims_table(claims))
 

@@ -9,7 +9,7 @@ from betasched.training import distributed
 
 
 @one_line_errors
-def train_stage(optimizer: str, schedule: str, seed: int) -> None:
+def train_stage(optimizer: str, schedule: str, seed: int, lam: float | None = None) -> None:
     params = load_params()
     check_writable("runs")
     cfg = run_config(params, optimizer, schedule, seed)  # checks the arguments before any relaunch
@@ -17,12 +17,12 @@ def train_stage(optimizer: str, schedule: str, seed: int) -> None:
     code = distributed.launch_local(cfg.nproc, __file__, sys.argv[1:])
     if code is not None:
         sys.exit(code)
-    summary = execute(params, optimizer, schedule, seed)
+    summary = execute(params, optimizer, schedule, seed, lam=lam)
     distributed.teardown()
     if not summary:  # a rank other than 0
         return
     state = f"diverged at step {summary['diverged_at_step']}" if summary["diverged"] else "done"
-    print(f"{optimizer}/{schedule}/s{seed}: {state}, final test acc {summary['final_test_acc']}, "
+    print(f"{optimizer}/{summary['schedule']}/s{seed}: {state}, final test acc {summary['final_test_acc']}, "
           f"{summary['images_per_second']:.0f} img/s")
 
 
@@ -31,5 +31,6 @@ if __name__ == "__main__":
     p.add_argument("--optimizer", required=True)
     p.add_argument("--schedule", required=True)
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--lam", type=float, help="the curvature constant of a lambda-ablation run of beta")
     a = p.parse_args()
-    train_stage(a.optimizer, a.schedule, a.seed)
+    train_stage(a.optimizer, a.schedule, a.seed, a.lam)

@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 torch.set_num_threads(1)
+# Logging each network as an MLflow model costs ~3 s a run (torch.export); tests/test_tracking.py
+# covers it once, the pipeline tests skip it.
+os.environ.setdefault("BETASCHED_LOG_MODEL", "0")
 
 
 def env_with_venv(**extra) -> dict:

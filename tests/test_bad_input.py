@@ -27,6 +27,7 @@ COMPARE = ["stages/compare.py"]
 ATTRIBUTE = ["stages/attribute.py"]
 REPAIR = ["stages/repair.py"]
 CHECK = ["stages/check.py"]
+SCAN = ["stages/scan.py"]
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,15 @@ CASES = [
     ("repair negative weight", _set("repair.upweight_errors", -1.0), CHECK, "repair.upweight_errors=-1.0"),
     ("split seed negative", _set("data.split_seed", -1), PREPARE, "data.split_seed=-1"),
     ("n_val not a multiple of 10", _set("data.n_val", 15), PREPARE, "data.n_val=15 must be a multiple of 10"),
+    # the scan and the lambda ablation
+    ("unknown curvature source", _set("momentum.beta_curv.source", "lambda_min"), CHECK,
+     "unknown momentum.beta_curv.source 'lambda_min'"),
+    ("curvature refresh every 0 steps", _set("momentum.beta_curv.every", 0), CHECK, "momentum.beta_curv.every=0"),
+    ("negative lambda", _set("momentum.beta.lam", -1.0), TRAIN, "lam=-1.0 must be a curvature > 0"),
+    ("scan batch larger than the data", _set("scan.batch_size", 100_000), SCAN, "scan.batch_size=100000 exceeds"),
+    ("scan band not an interval", _set("scan.band", [1.5, 0.5]), CHECK, "must be an interval [low, high]"),
+    ("scan band a number", _set("scan.band", 1.0), CHECK, "scan.band=1.0 must be an interval"),
+    ("ablation lists lambda 1", _set("ablation.lams", [0.3, 1]), CHECK, "ablation.lams lists 1"),
     # the matrix
     ("negative seed", _set("matrix.seeds", [-1]), TRAIN, "matrix.seeds entry=-1"),
     ("seed a word", _set("matrix.seeds", ["abc"]), TRAIN, "matrix.seeds entry='abc' must be an integer"),

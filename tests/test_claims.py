@@ -72,11 +72,21 @@ def test_hybrid_claim_and_ranking_with_ties():
 def test_claim1_counts_only_the_steps_that_used_a_momentum():
     r = _run("beta", 0, 100)
     r.clip_low_steps, r.clip_high_steps, r.steps_done = 4, 10, 200
-    r.steps = pd.DataFrame({"lr": [0.3, 0.01, 1e-6]})
-    c = claim_momentum_rule([r], 0.99)
-    assert c.direction == "inconclusive" and c.magnitude == "n/a"  # the cap is never a verdict
+    c = claim_momentum_rule([r], 0.99, 0.9, [0], 3)
+    assert c.direction.startswith("inconclusive (no lambda ablation") and c.magnitude == "n/a"  # never the cap
     assert c.per_seed[0]["below_0"] == 4 and c.per_seed[0]["above_cap"] == 10
-    assert c.interval.estimate == pytest.approx(4 / 200)
+    assert "below 0 (lr > 0.25) at 4 of 200" in c.notes
+
+
+@pytest.mark.parametrize("alt_steps,verdict", [(150, "refuted"), (300, "confirmed"), (200, "inconclusive")])
+def test_claim1_is_decided_by_the_lambda_ablation(alt_steps, verdict):
+    """lambda = 1 takes ~200 steps; another lambda taking ~150 refutes, ~300 confirms (1 is best)."""
+    seeds = list(range(5))
+    runs = [_run("beta", s, 200 + 7 * s) for s in seeds]
+    runs += [_run("beta_lam3", s, alt_steps + 5 * (s % 3)) for s in seeds]
+    c = claim_momentum_rule(runs, 0.99, 0.9, seeds, 3)
+    assert c.direction == verdict, (c.per_seed, c.direction)
+    assert c.per_seed[0]["arm"] == "beta_lam3"
 
 
 def test_overlap_claim_uses_the_share_of_identical_sets():

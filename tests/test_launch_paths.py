@@ -40,7 +40,9 @@ def _run(repo, *cmd):
 
 
 def _digest(folder):
-    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    """md5 of every file under ``folder`` (the scan's weight points included), by relative path."""
+    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_three_launch_paths_give_the_same_bytes(tmp_path):
@@ -62,5 +64,7 @@ def test_three_launch_paths_give_the_same_bytes(tmp_path):
     _run(repo, "dvc", "exp", "run", STAGE)
     digests["dvc exp run"] = _digest(repo / RUN)
 
-    assert set(digests["parallel"]) == {"model.pt", "steps.csv", "evals.csv", "metrics.json"}
+    files = set(digests["parallel"])
+    assert {"model.pt", "steps.csv", "evals.csv", "metrics.json"} <= files
+    assert {f for f in files if f.startswith("points/")}, files  # the scan's weight points are compared too
     assert digests["parallel"] == digests["dvc repro"] == digests["dvc exp run"], digests

@@ -133,8 +133,11 @@ for i in range(3):
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("betasched")
     runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 6
-    for r in runs:
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children}
+    assert len(children) == 6 and len(runs) == 7  # and the one pipeline run both workers nest under
+    assert parents == {r.info.run_id for r in runs if r not in children}
+    for r in children:
         assert len(client.get_metric_history(r.info.run_id, "loss")) == 200
 
 

@@ -70,3 +70,18 @@ def long_frames(runs: list[RunRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
         ], ignore_index=True)
 
     return stack("evals"), stack("steps")
+
+
+def flat_metrics(nested: dict) -> dict[str, float]:
+    """compare.json as flat scalars, for MLflow's charts and `dvc exp show`: <opt>.<schedule>.<key>."""
+    out = {}
+    for opt, arms in nested.items():
+        if opt == "meta":
+            continue
+        for sched, arm in arms.items():
+            out[f"{opt}.{sched}.final_acc"] = arm["final_test_acc"]
+            for key, v in arm.items():
+                if isinstance(v, dict):
+                    out[f"{opt}.{sched}.{key}.steps"] = v["median_steps"]
+                    out[f"{opt}.{sched}.{key}.speedup"] = v["speedup_vs_constant"]
+    return {k: v for k, v in out.items() if v is not None}

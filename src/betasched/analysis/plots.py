@@ -101,3 +101,62 @@ def momentum_schedules(steps: pd.DataFrame, path) -> None:
         ax.plot(ref["step"], exact.clip(upper=0.99), "k--", linewidth=1, label="critical damping (exact)")
         ax.legend(fontsize=7, loc="lower left")
     _save(g.figure, path)
+
+
+def damping(points: list[dict], band, path) -> None:
+    """zeta over training (log scale), one panel per optimizer; the critical band shaded, under-damped
+    below it, over-damped above; a line per schedule and curvature convention."""
+    import numpy as np
+
+    rows = [{"fraction of training": p["frac"], "zeta": z, "optimizer": p["optimizer"],
+             "arm": f"{p['schedule']} ({conv})", "seed": p["seed"]}
+            for p in points for conv, z in p["zeta"].items() if np.isfinite(z) and z > 0]
+    frame = pd.DataFrame(rows)
+    opts = list(dict.fromkeys(p["optimizer"] for p in points)) or ["none"]
+    fig, axes = plt.subplots(1, len(opts), figsize=(7.5 * len(opts), 4), squeeze=False)
+    for ax, opt in zip(axes[0], opts):
+        sub = frame[frame.optimizer == opt] if len(frame) else frame
+        if len(sub):
+            sns.lineplot(data=sub, x="fraction of training", y="zeta", hue="arm", style="arm", markers=True,
+                         errorbar=None, ax=ax)
+        ax.set_yscale("log")
+        ax.axhspan(band[0], band[1], color="#9ad39a", alpha=0.35, label="critical band")
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.text(0.99, 0.03, "under-damped", transform=ax.transAxes, fontsize=8, ha="right")
+        ax.text(0.99, 0.93, "over-damped", transform=ax.transAxes, fontsize=8, ha="right")
+        ax.set_title(f"{opt}: damping ratio at the kept points")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(fig, path)
+
+
+def data_files(evals: pd.DataFrame, steps: pd.DataFrame, table: pd.DataFrame, folder) -> list:
+    """The long-format CSVs that DVC's data plots draw and `dvc plots diff` overlays (a `run`
+    column per series; DVC adds `rev` per experiment): accuracy, momentum, effective LR, steps to
+    target. Written atomically; returns their paths."""
+    from pathlib import Path
+
+    from ..core.files import atomic_path
+
+    folder = Path(folder)
+    label = lambda f: f["optimizer"] + "/" + f["schedule"] + "/s" + f["seed"].astype(str)  # noqa: E731
+    grid = evals[evals["kind"] == "grid"] if "kind" in evals else evals
+    frames = {
+        "test_accuracy.csv": grid.assign(run=label(grid))[["step", "test_acc", "run"]],
+        "schedule.csv": steps.assign(run=label(steps))[["step", "momentum", "effective_lr", "lr_applied", "run"]],
+        "steps_to_target.csv": table.dropna(subset=["median_steps"]).assign(
+            arm=lambda t: t["optimizer"] + "/" + t["schedule"] + " @" + t["target"].map("{:g}".format))[
+            ["arm", "median_steps"]],
+    }
+    out = []
+    for name, frame in frames.items():
+        with atomic_path(folder / name) as tmp:
+            frame.to_csv(tmp, index=False)
+        out.append(folder / name)
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path) -> None:
+    from ..core.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

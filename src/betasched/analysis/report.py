@@ -34,6 +34,8 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _seed_value(row) -> str:
+    if "arm" in row:  # claim 1: an arm of the lambda ablation against lambda = 1
+        return f"{row['arm']} {_num(row['ratio'])} {_ci(row)}".replace(" none", "")
     if "value" in row:
         return _num(row["value"])
     if "log_ratio" in row:
@@ -87,6 +89,7 @@ def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, m
     ]
     parts += _confound(runs, params, meta["targets"]["values"])
     parts += _time_to_target(runs, params, meta["targets"]["values"])
+    parts += _scan(meta.get("damping"))
     parts += _overlap(overlap)
     parts += _repair(repair)
     parts.append("## Figures")
@@ -135,6 +138,22 @@ def _time_to_target(runs, params, targets) -> list[str]:
                               f"{_num(r['geo_mean'].estimate, 1)} {_ci(r['geo_mean'].as_dict(), 1)}".replace(" none", ""),
                               f"{r['reached']}/{r['n_seeds']}", _num(final[r["schedule"]], 3)] for r in tt]))
     return parts
+
+
+def _scan(damping: dict | None) -> list[str]:
+    """The Scan: the share of kept points in each damping regime, per arm and curvature convention."""
+    if not damping or not damping["points"]:
+        return ["## Scan: damping regimes", "No point was scanned (train.keep_points: 0, or scan.seeds: 0)."]
+    rows = [[arm, conv, *(f"{100 * f[r]:.0f}%" for r in ("under", "critical", "over"))]
+            for arm, convs in damping["fractions"].items() for conv, f in convs.items()]
+    n = len(damping["points"])
+    lo, hi = damping["band"]
+    return ["## Scan: damping regimes",
+            f"ζ = (1 − μ)/(2√(αλ)) at {n} kept points (α, μ: those of the next step; λ measured on a fixed training "
+            f"batch: λ_max by Lanczos, λ_mean = tr(H)/d by Hutchinson; Adam: β1 and α(1 − β1) on the preconditioned "
+            f"curvature, docs/adam-damping.md). Critical: ζ in [{lo}, {hi}]. Convention *paper*: λ = 1.",
+            _table(["arm", "convention", "under-damped", "critical", "over-damped"], rows),
+            "![damping](plots/damping.png)"]
 
 
 def _overlap(overlap: OverlapRecord) -> list[str]:

@@ -10,6 +10,8 @@ Build the LR scheduler first, so that the momentum of step 0 comes from the warm
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 
@@ -86,6 +88,17 @@ class MomentumScheduler:
 
     def step(self) -> None:
         self.last_step += 1
+        self._apply(count=True)
+
+    def set_curvature(self, lam: float) -> None:
+        """beta_curv (and beta / beta_exact): the curvature estimate the rule uses from now on; the
+        current step's momentum is recomputed with it."""
+        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+            raise ConfigError(f"curvature estimate lam={lam!r} must be a finite number > 0")
+        self.options["lam"] = float(lam)
+        self._apply(count=False)
+
+    def _apply(self, count: bool) -> None:
         low = high = False
         for i, group in enumerate(self.optimizer.param_groups):
             lr = group["lr"]
@@ -103,9 +116,10 @@ class MomentumScheduler:
             if self._hook is not None:
                 self._nominal_lr[i] = lr
                 group["lr"] = matched_lr(lr, self.max_momentum, mu)
-        self.clipped_steps += int(low or high)
-        self.clipped_low += int(low)
-        self.clipped_high += int(high)
+        if count:
+            self.clipped_steps += int(low or high)
+            self.clipped_low += int(low)
+            self.clipped_high += int(high)
 
     def get_last_momentum(self) -> list[float]:
         return list(self._last_momentum)
@@ -138,6 +152,7 @@ class MomentumScheduler:
             "last_raw": list(self._last_raw),
             "nominal_lr": list(self._nominal_lr),
             "lr_max": list(self.lr_max),
+            "options": dict(self.options),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -152,6 +167,7 @@ class MomentumScheduler:
         self._last_raw = list(state.get("last_raw", self._last_momentum))
         self._nominal_lr = list(state["nominal_lr"])
         self.lr_max = list(state["lr_max"])
+        self.options = dict(state.get("options", self.options))
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):

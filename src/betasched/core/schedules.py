@@ -17,14 +17,19 @@ def constant(lr, step, total_steps, lr_min, lr_max, mu0=MU0, **_):
     return mu0
 
 
-def beta(lr, step, total_steps, lr_min, lr_max, **_):
-    # Critical damping of the heavy-ball ODE with curvature 1 (the paper's form).
-    return 1.0 - 2.0 * math.sqrt(lr)
+def beta(lr, step, total_steps, lr_min, lr_max, lam=1.0, **_):
+    # Critical damping of the heavy-ball ODE on a mode of curvature lam (the paper sets lam = 1).
+    return 1.0 - 2.0 * math.sqrt(lr * lam)
 
 
-def beta_exact(lr, step, total_steps, lr_min, lr_max, **_):
-    # Double root of z^2 - (1 + mu - lr) z + mu: exact discrete critical damping.
-    return (1.0 - math.sqrt(lr)) ** 2
+def beta_exact(lr, step, total_steps, lr_min, lr_max, lam=1.0, **_):
+    # Double root of z^2 - (1 + mu - lr lam) z + mu: exact discrete critical damping.
+    return (1.0 - math.sqrt(lr * lam)) ** 2
+
+
+def beta_curv(lr, step, total_steps, lr_min, lr_max, lam=1.0, **_):
+    # beta with the measured curvature: the training loop refreshes lam (MomentumScheduler.set_curvature).
+    return beta(lr, step, total_steps, lr_min, lr_max, lam)
 
 
 def hybrid(lr, step, total_steps, lr_min, lr_max, mu0=MU0, switch=0.5, **_):
@@ -57,6 +62,7 @@ RULES = {
     "onecycle": onecycle,
     "demon": demon,
     "constant_matched": constant_matched,
+    "beta_curv": beta_curv,
 }
 
 SCHEDULES = tuple(RULES)
@@ -65,13 +71,16 @@ PAPER_METHODS = ("constant", "beta", "hybrid", "onecycle", "demon")
 
 OPTIONS = {
     "constant": {"mu0"},
-    "beta": set(),
-    "beta_exact": set(),
+    "beta": {"lam"},
+    "beta_exact": {"lam"},
     "hybrid": {"mu0", "switch"},
     "onecycle": {"mu_max", "mu_min"},
     "demon": {"beta0"},
     "constant_matched": {"mu0", "max_momentum"},
+    # lam: the estimate before the first measurement; the others tell the training loop how to measure
+    "beta_curv": {"lam", "source", "every", "batch_size", "steps", "samples"},
 }
+CURVATURE_SOURCES = ("lambda_max", "lambda_mean")
 
 
 def get_rule(name: str):
@@ -88,7 +97,10 @@ def check_options(name: str, options: dict) -> dict:
     if not isinstance(options, dict):
         raise ConfigTypeError(f"momentum.{name} must be a mapping of options, not {options!r}")
     for key, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if key == "source":
+            if value not in CURVATURE_SOURCES:
+                raise ConfigError(f"unknown momentum.{name}.source {value!r}: choose one of {', '.join(CURVATURE_SOURCES)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigTypeError(f"schedule {name!r}: {key}={value!r} must be a number")
     unknown = set(options) - OPTIONS[name] - {"max_momentum"}
     if unknown:
@@ -101,6 +113,11 @@ def check_options(name: str, options: dict) -> dict:
             raise ConfigError(f"schedule {name!r}: {key}={options[key]} must be in [0, 1)")
     if "switch" in options and not 0.0 <= float(options["switch"]) <= 1.0:
         raise ConfigError(f"schedule 'hybrid': switch={options['switch']} must be in [0, 1]")
+    if "lam" in options and not (math.isfinite(options["lam"]) and options["lam"] > 0):
+        raise ConfigError(f"schedule {name!r}: lam={options['lam']} must be a curvature > 0")
+    for key in ("every", "batch_size", "steps", "samples"):
+        if key in options and (not isinstance(options[key], int) or options[key] < 1):
+            raise ConfigError(f"momentum.{name}.{key}={options[key]!r} must be an integer >= 1")
     return options
 
 

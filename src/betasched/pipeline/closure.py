@@ -100,8 +100,9 @@ def write_stage_deps(dvc_yaml: str | Path, root: str | Path) -> list[str]:
     stages = yaml.safe_load(path.read_text())["stages"]
     lines, out, stage, changed = path.read_text().splitlines(), [], None, []
     for line in lines:
-        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
-            stage = line.strip()[:-1]
+        head = line.split("#")[0].rstrip()
+        if line.startswith("  ") and not line.startswith("   ") and head.endswith(":"):
+            stage = head.strip()[:-1]
         if stage in stages and line.startswith("      - src/betasched/") and line.endswith(".py"):
             if not (out and out[-1].startswith("      - src/betasched/")):  # the first line of the block
                 script = next(w for w in stages[stage]["cmd"].split() if w.endswith(".py"))

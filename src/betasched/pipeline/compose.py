@@ -16,7 +16,9 @@ from ..core.errors import ConfigError
 from ..core.files import atomic_path
 from ..analysis.targets import rule_from_params
 from ..core import checks
+from ..core.schedules import SCHEDULES, check_options
 from .params import load_params, repo_root, validate
+from .scan import check_ablation, scan_settings
 from .study import attribution_settings
 from .treat import repair_budget
 
@@ -32,10 +34,15 @@ def check_stats(params: dict) -> dict:
 
 def check_all(params: dict, root: str | Path | None = None) -> None:
     validate(params, root)
+    for name, options in params["momentum"].items():  # every rule's options, trained or not
+        if name in SCHEDULES:
+            check_options(name, dict(options or {}))
     rule_from_params(params)
     check_stats(params)
     attribution_settings(params)
     repair_budget(params, params["matrix"]["seeds"][0])
+    scan_settings(params)
+    check_ablation(params)
 
 
 def compose_params(overrides: list[str] = (), root: str | Path | None = None) -> Path:
@@ -56,6 +63,33 @@ def compose_params(overrides: list[str] = (), root: str | Path | None = None) ->
             ) from exc
         tmp.write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
         check_all(yaml.safe_load(tmp.read_text()), root)
+    return out
+
+
+def compose_plain(preset: str, root: str | Path | None = None) -> dict:
+    """The params of a preset without Hydra (the GPU machine has none): conf/config.yaml, then
+    the preset's own defaults chain, merged key by key as Hydra's composition does here."""
+    conf = Path(root or repo_root()) / "conf"
+
+    def load(name: str) -> dict:
+        path = conf / "preset" / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown preset {name!r}: conf/preset/{name}.yaml does not exist")
+        tree = yaml.safe_load(path.read_text()) or {}
+        merged: dict = {}
+        for parent in [d for d in tree.pop("defaults", []) if d != "_self_"]:
+            merged = _merge(merged, load(parent))
+        return _merge(merged, tree)
+
+    base = yaml.safe_load((conf / "config.yaml").read_text())
+    base.pop("defaults", None)
+    return _merge(base, load(preset))
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

@@ -34,7 +34,7 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
-def train_stages(prefixes: tuple[str, ...] = ("train@", "control@")) -> list[str]:
+def train_stages(prefixes: tuple[str, ...] = ("train@", "control@", "lam@")) -> list[str]:
     out = subprocess.run(["dvc", "stage", "list", "--name-only"], capture_output=True, text=True)
     if out.returncode != 0:
         raise ConfigError(f"`dvc stage list` failed ({out.stderr.strip()[:200]}): run from the repo root")

@@ -102,10 +102,13 @@ def load_targets(path: str | Path = TARGETS_FILE) -> tuple[float, ...]:
 
 
 def matrix_runs(params: dict) -> list[tuple[str, str, int]]:
-    """(optimizer, schedule, seed) of every verdict run: the matrix, then the controls (SGD)."""
+    """(optimizer, schedule label, seed) of every verdict run: the matrix, the controls (SGD), and
+    the lambda ablation (SGD, beta_lam<lambda>)."""
     m = params["matrix"]
     runs = [(o, s, seed) for o in m["optimizers"] for s in m["schedules"] for seed in m["seeds"]]
-    return runs + [("sgd", c, seed) for c in m.get("controls") or [] for seed in m["seeds"]]
+    runs += [("sgd", c, seed) for c in m.get("controls") or [] for seed in m["seeds"]]
+    lams = (params.get("ablation") or {}).get("lams") or []
+    return runs + [("sgd", f"beta_lam{lam:g}", seed) for lam in lams for seed in m["seeds"]]
 
 
 def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(0.5,)) -> RunConfig:
@@ -126,7 +129,8 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(
         device=t.get("device", "auto"), channels_last=t.get("channels_last", True),
         compile=t.get("compile", False), threads=t.get("threads", 1), precision=t.get("precision", "auto"),
         nproc=t.get("nproc", 1), checkpoint_every=t.get("checkpoint_every", 0),
-        refine_targets=t.get("refine_targets", False), progress=t.get("progress", True),
+        refine_targets=t.get("refine_targets", False), keep_points=t.get("keep_points", 0),
+        progress=t.get("progress", True),
     )
 
 
@@ -167,8 +171,7 @@ def validate(params, root: str | Path | None = None) -> None:
         section, key = name.split(".")
         if key not in params[section]:
             raise ConfigError(f"params.yaml lacks {name}: recompose it with `make params`")
-    for optimizer, schedule, seed in matrix_runs(params):
-        if seed == seeds[0]:
-            run_config(params, optimizer, schedule, seed)
+    for optimizer, schedule in [(o, s) for o in optimizers for s in schedules] + [("sgd", c) for c in controls]:
+        run_config(params, optimizer, schedule, seeds[0])
     check_data_config(params["data"])
 

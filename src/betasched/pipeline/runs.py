@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.files import atomic_dir, write_json
+from ..core.schedules import check_options
 from ..core.names import run_name
 from ..training import distributed
 from ..training.checkpoint import load_torch, require_keys, save_torch
@@ -40,6 +41,11 @@ def code_hash(script: str = TRAIN_SCRIPT) -> str:
         h.update(str(f.relative_to(SRC if f.is_relative_to(SRC) else root)).encode() + b"\0")
         h.update(f.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def ablation_label(schedule: str, lam: float) -> str:
+    """beta with lambda = 0.3 -> 'beta_lam0.3': the run's schedule label in its name and records."""
+    return f"{schedule}_lam{lam:g}"
 
 
 def run_key(cfg: RunConfig, data_sha256: str, split: str = "test") -> str:
@@ -76,16 +82,21 @@ class Checkpoint:
 
 
 def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR, *,
-            targets=None, pilot: bool = False) -> dict:
+            targets=None, pilot: bool = False, lam: float | None = None) -> dict:
     """Train one run and write runs/<name>/ whole. A run killed mid-way resumes from its last
     checkpoint (and its MLflow run) when executed again with the same config, data and code.
     Under torchrun, every rank trains and rank 0 alone tracks, checkpoints and writes.
 
     targets: the pre-registered targets (default: the targets stage's); pilot: evaluate on the
-    validation split, with no target, and keep no model (a pilot only fixes the targets)."""
+    validation split, with no target, and keep no model (a pilot only fixes the targets); lam: the
+    curvature constant of a lambda-ablation run of beta (named <optimizer>-beta_lam<lam>-s<seed>)."""
     start = time.perf_counter()
     targets = () if pilot else (load_targets() if targets is None else tuple(targets))
     cfg = run_config(params, optimizer, schedule, seed, targets=targets)
+    label = schedule
+    if lam is not None:
+        cfg.schedule_options = check_options(schedule, {**cfg.schedule_options, "lam": lam})
+        label = ablation_label(schedule, lam)
     data, manifest = load_prepared()
     if pilot:  # the test split is never looked at before the targets are fixed
         data = dict(data, x_test=data["x_val"], y_test=data["y_val"])
@@ -93,47 +104,85 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
         train(cfg, data)
         return {}
     split = "val" if pilot else "test"
-    name, key = run_name(optimizer, schedule, seed), run_key(cfg, manifest["data_sha256"], split)
+    name, key = run_name(optimizer, label, seed), run_key(cfg, manifest["data_sha256"], split)
     ckpt = Checkpoint(name, key)
     state = ckpt.load()
-    device = str(pick_device(cfg.device))
-    tags = tracking.standard_tags("pilot" if pilot else "train", params["preset"], device, manifest["data_copy"])
-    tags.update(optimizer=optimizer, schedule=schedule, seed=str(seed), run_key=key, eval_split=split)
-    logged = dict(asdict(cfg), preset=params["preset"], data_copy=manifest["data_copy"])
+    device = pick_device(cfg.device)
+    tags = tracking.standard_tags("pilot" if pilot else "train", params["preset"], str(device), manifest["data_copy"])
+    tags.update(optimizer=optimizer, schedule=label, seed=str(seed), run_key=key, eval_split=split)
     run_id = state.pop("mlflow_run_id") if state else None
-    with tracking.run(name, tags, None if run_id else logged, run_id=run_id) as active:
-        import mlflow
-
-        if state is not None:
+    with tracking.run(name, tags, None if run_id else _logged_params(cfg, device, params, manifest),
+                      run_id=run_id) as active:
+        rid = active.info.run_id
+        if state is None:
+            tracking.log_dataset(manifest, split)
+        else:
             print(f"{name}: resuming from step {state['step']} ({ckpt.path})")
-        last_logged = tracking.last_logged_step(active.info.run_id, "test_acc") if state else -1
-
-        def on_eval(step, acc):  # after a resume, the steps the killed process logged are not logged again
-            if step > last_logged:
-                mlflow.log_metric("test_acc", acc, step=step)
-
-        result = train(cfg, data, resume=state, on_eval=on_eval,
-                       on_checkpoint=lambda st: ckpt.save({**st, "mlflow_run_id": active.info.run_id}))
-        summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=device, eval_split=split)
+        live = LiveLog(rid, resumed=state is not None)
+        result = train(cfg, data, resume=state, on_eval=live.eval, on_steps=live.steps,
+                       on_checkpoint=lambda st: ckpt.save({**st, "mlflow_run_id": rid}))
+        summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=str(device), eval_split=split,
+                       schedule=label)
         _write_run(runs_dir / name, result, summary, None if pilot else cfg.width)
-        tracking.log_series(active.info.run_id, result.steps, ("loss", "lr", "lr_applied", "momentum", "effective_lr"))
-        mlflow.log_metrics({k: float(v) for k, v in summary.items()
-                            if isinstance(v, (int, float)) and v is not None and k != "seed"})
-        mlflow.log_metrics({f"steps_to_{k}": v for k, v in summary["targets"].items() if v is not None})
-        mlflow.set_tag("status", "diverged" if summary["diverged"] else "completed")
-        timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start,
-                      mlflow_run_id=active.info.run_id, resumed_from_step=state["step"] if state else None)
-        mlflow.log_metrics({k: float(v) for k, v in timing.items() if isinstance(v, float)})
+        timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start, mlflow_run_id=rid,
+                      resumed_from_step=state["step"] if state else None)
         timings.record("train", name, timing)
-        tracking.log_artifacts([runs_dir / name / f for f in ("model.pt", "steps.csv", "evals.csv", "metrics.json")])
+        _log_result(summary, timing, runs_dir / name, None if pilot else result.model, data, cfg.channels_last)
     ckpt.remove()
     return {**summary, **timing}
+
+
+class LiveLog:
+    """Per-step and per-evaluation metrics logged as training goes; after a resume, the steps the
+    killed process had logged are not logged again."""
+
+    def __init__(self, run_id: str, resumed: bool):
+        self.run_id = run_id
+        self.done = {k: tracking.last_logged_step(run_id, k) if resumed else -1 for k in ("loss", "test_acc")}
+
+    def eval(self, step: int, acc: float) -> None:
+        if step > self.done["test_acc"]:
+            tracking.log_metrics({"test_acc": acc}, step=step, run_id=self.run_id)
+
+    def steps(self, rows: list[dict], times: list[float]) -> None:
+        new = [(r, t) for r, t in zip(rows, times) if r["step"] > self.done["loss"]]
+        if new:
+            tracking.log_series(self.run_id, [r for r, _ in new], SERIES, [t for _, t in new])
+
+
+def _log_result(summary: dict, timing: dict, folder: Path, model, data: dict, channels_last: bool) -> None:
+    tracking.log_metrics({k: v for k, v in summary.items() if k not in ("seed", "threads", "ranks")})
+    tracking.log_metrics({f"steps_to_{k}": v for k, v in summary["targets"].items()})
+    tracking.set_tags({"status": "diverged" if summary["diverged"] else "completed"})
+    tracking.log_metrics({k: v for k, v in timing.items() if isinstance(v, float)})
+    tracking.log_artifacts([folder / f for f in ("steps.csv", "evals.csv", "metrics.json")])
+    if model is not None:
+        tracking.log_model(model, data["x_test"][:2], channels_last)
+
+
+SERIES = ("loss", "lr", "lr_applied", "momentum", "effective_lr")
+
+
+def _logged_params(cfg: RunConfig, device, params: dict, manifest: dict) -> dict:
+    """Flat, readable params with the values the run actually uses (precision and device resolved)."""
+    from ..training.device import resolve_precision
+
+    out = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "schedule_options", "targets")}
+    out.update({f"momentum.{k}": v for k, v in cfg.schedule_options.items()})
+    out.update(precision=resolve_precision(cfg.precision, device), device=str(device), preset=params["preset"],
+               data_copy=manifest["data_copy"], data_sha256=manifest["data_sha256"][:16],
+               targets=",".join(f"{t:g}" for t in cfg.targets))
+    return out
 
 
 def _write_run(folder: Path, result, summary: dict, width: int | None) -> None:
     with atomic_dir(folder) as tmp:
         if width is not None:
             save_torch(tmp / "model.pt", {"state_dict": result.model.state_dict(), "width": width, "num_classes": 10})
+            for step, weights, second in result.points:  # for the scan: a few points of the run
+                save_torch(tmp / "points" / f"step_{step:06d}.pt", {"state_dict": weights, "width": width,
+                                                                     "num_classes": 10, "step": step,
+                                                                     "exp_avg_sq": second})
         pd.DataFrame(result.steps).to_csv(tmp / "steps.csv", index=False)
         # a header even when empty (a run that diverged before its first evaluation)
         pd.DataFrame(result.evals, columns=["step", "test_acc", "kind"]).to_csv(tmp / "evals.csv", index=False)
@@ -160,6 +209,8 @@ def run_pilots(params: dict, schedule: str, seeds: list[int], folder: str | Path
         if not seeds:
             return {}
         jobs = max(1, min(len(seeds), (os.cpu_count() or 1) // params["train"]["threads"]))
+        if tracking.available():
+            tracking.setup()  # the store exists before the workers open it side by side
         work = [(params, schedule, seed, str(tmp)) for seed in seeds]
         if jobs == 1:
             finals = dict(map(_pilot, work))

@@ -1,186 +1,194 @@
-"""MLflow: an embedded SQLite store by default, a tracking server when MLFLOW_TRACKING_URI says so."""
+"""Tracking: MLflow runs organised for comparison, or files where MLflow is not installed.
+
+- Every stage's run is a child of one parent run per pipeline execution (``pipeline_id``: set
+  once by `make repro`, else the DVC experiment's name, else the `dvc` process), found or created
+  under a file lock, so that stages in separate processes join the same parent.
+- Without MLflow (the GPU machine has none), every call writes JSON lines under tracking/, with one
+  warning line; nothing else changes.
+"""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
-import logging
 import os
 import socket
+import sys
 import time
+import uuid
 from pathlib import Path
-from urllib.parse import urlparse
 
-from ..core.errors import TrackingError
 from .params import repo_root
+from .store import EXPERIMENT, check_reachable, setup, tracking_uri  # noqa: F401 (re-exported)
 
-EXPERIMENT = "betasched"
-
-# Fail fast on an unreachable server instead of retrying for minutes.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+_warned = False
 
 
-def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+def available() -> bool:
+    """MLflow is importable and not switched off (BETASCHED_TRACKING=files)."""
+    global _warned
+    if os.environ.get("BETASCHED_TRACKING") != "files":
+        try:
+            import mlflow  # noqa: F401
 
-
-def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
-    """Fail in seconds, before any output is written, when a tracking server is down."""
-    uri = uri or tracking_uri()
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("http", "https"):
-        return
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+        except ImportError:
             pass
-    except OSError as exc:
-        raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({exc.strerror or exc}): "
-            "start it, or unset MLFLOW_TRACKING_URI to use the local SQLite store"
-        ) from exc
+    if not _warned and not os.environ.get("BETASCHED_TRACKING_WARNED"):
+        print(f"warning: MLflow is not installed (or BETASCHED_TRACKING=files): tracking to JSON lines in "
+              f"{files_dir()}", file=sys.stderr)
+        os.environ["BETASCHED_TRACKING_WARNED"] = "1"  # worker processes started after this stay quiet
+    _warned = True
+    return False
 
 
-def check_store(uri: str) -> None:
-    """An SQLite store must be a database we can write: MLflow would silently start a new, empty
-    store over a truncated file, and fail with a long traceback on a read-only one."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri[len("sqlite:///"):])
-    if path.exists():
-        with open(path, "rb") as f:
-            head = f.read(16)
-        if head != b"SQLite format 3\x00":
-            what = "empty" if not head else "not an SQLite database"
-            raise TrackingError(f"MLflow store {path} is {what} (truncated or overwritten?): move it aside "
-                                f"(mv {path} {path}.bad) to start a new store, or restore it from a backup")
-        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-            raise TrackingError(f"MLflow store {path} is read-only: make it and its folder writable, or set "
-                                "MLFLOW_TRACKING_URI to another store")
-    elif not os.access(path.parent, os.W_OK):
-        raise TrackingError(f"cannot create the MLflow store {path}: {path.parent} is not writable")
+def files_dir() -> Path:
+    return repo_root() / "tracking"
 
 
-def close_dead_runs(experiment_id: str) -> list[str]:
-    """Mark KILLED the runs this host left RUNNING: their process is gone (killed, or lost power)."""
-    import psutil
+class FileRun:
+    """The file fallback of an MLflow run: one JSON line per call in tracking/<name>-<id>.jsonl."""
+
+    def __init__(self, name: str, run_id: str | None = None):
+        self.info = type("Info", (), {"run_id": run_id or uuid.uuid4().hex})()
+        self.path = files_dir() / f"{name.replace('/', '_')}-{self.info.run_id[:8]}.jsonl"
+
+    def write(self, **record) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"time": time.time(), **record}, default=str) + "\n")
+
+
+_active: list = []  # the runs open in this process, innermost last
+
+
+def pipeline_id() -> str:
+    if os.environ.get("BETASCHED_PIPELINE"):
+        return os.environ["BETASCHED_PIPELINE"]
+    if os.environ.get("DVC_EXP_NAME"):
+        return f"exp-{os.environ['DVC_EXP_NAME']}"
+    return f"dvc-{socket.gethostname()}-{os.getppid()}"
+
+
+def pipeline_parent(experiment_id: str, tags: dict) -> str:
+    """The parent run of this pipeline execution, created by the first stage that asks for it."""
     from mlflow.tracking import MlflowClient
 
-    client, host, closed = MlflowClient(), socket.gethostname(), []
-    for r in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
-        tags = r.data.tags
-        if tags.get("host") != host or not tags.get("pid", "").isdigit():
-            continue
-        pid = int(tags["pid"])
-        try:
-            alive = psutil.Process(pid).create_time() * 1000 <= r.info.start_time + 1000
-        except psutil.Error:
-            alive = False
-        if not alive:
-            client.set_terminated(r.info.run_id, "KILLED")
-            closed.append(r.info.run_id)
-    return closed
-
-
-def setup(experiment: str = EXPERIMENT) -> str:
-    """Point MLflow at the store and create the experiment once; returns the experiment id."""
-    import mlflow
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level
-    uri = tracking_uri()
-    check_reachable(uri)
-    check_store(uri)
-    mlflow.set_tracking_uri(uri)
-    try:
-        exp = mlflow.get_experiment_by_name(experiment)
-        if exp is not None:
-            close_dead_runs(exp.experiment_id)
-            return exp.experiment_id
-        location = None
-        if uri.startswith("sqlite:"):
-            # Absolute, so runs from DVC temp copies land beside the repo's own store.
-            location = (repo_root() / "mlartifacts").as_uri()
-        try:
-            return mlflow.create_experiment(experiment, artifact_location=location)
-        except Exception:  # created by a parallel process in the meantime
-            return mlflow.get_experiment_by_name(experiment).experiment_id
-    except TrackingError:
-        raise
-    except Exception as exc:
-        raise TrackingError(f"MLflow store {uri} cannot be used ({type(exc).__name__}: {str(exc)[:150]})") from exc
-
-
-def stage_tags(stage: str, params: dict, manifest: str | Path = "data/prepared/manifest.json") -> dict:
-    """Tags for an analysis stage: the device it would train on and the data copy in use."""
-    from ..training.device import pick_device
-
-    path = Path(manifest)
-    copy = json.loads(path.read_text())["data_copy"] if path.is_file() else "unknown"
-    tags = standard_tags(stage, params["preset"], str(pick_device(params["train"]["device"])), copy)
-    tags["schedule"] = params["schedule"]
-    return tags
-
-
-def standard_tags(stage: str, preset: str, device: str, data_copy: str) -> dict:
-    """MLflow adds the git commit itself (mlflow.source.git.commit) when it runs from a git repo."""
-    tags = {"stage": stage, "preset": preset, "device": device, "data_copy": data_copy}
-    for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
-        if os.environ.get(var):
-            tags[var.lower()] = os.environ[var]
-    return tags
+    client, pid = MlflowClient(), pipeline_id()
+    lock = repo_root() / ".pipeline-run.lock"
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        found = client.search_runs([experiment_id], f"tags.pipeline_id = '{pid}' and tags.stage = 'pipeline'",
+                                   max_results=1)
+        if found:
+            return found[0].info.run_id
+        name = f"{tags.get('preset', '?')} · {os.environ.get('DVC_EXP_NAME') or 'repro'} · {time.strftime('%Y-%m-%d %H:%M')}"
+        keep = {k: v for k, v in tags.items() if k in ("preset", "data_copy", "device", "dvc_exp_name")}
+        run = client.create_run(experiment_id, run_name=name, tags={**keep, "stage": "pipeline", "pipeline_id": pid})
+        client.set_terminated(run.info.run_id, "FINISHED")  # a container: its children carry the work
+        return run.info.run_id
 
 
 @contextlib.contextmanager
-def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool = True, nested=False,
+def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool = True, nested: bool = False,
         run_id: str | None = None):
-    """An MLflow run; ``run_id`` re-opens an earlier one (a training resumed after a kill)."""
+    """An MLflow run under the pipeline's parent (``nested``: under this process's open run);
+    ``run_id`` re-opens an earlier one (a training resumed after a kill). SIGINT / SIGTERM: KILLED."""
+    if not available():
+        handle = FileRun(name, run_id)
+        handle.write(event="start", name=name, tags=tags, params=flatten(params or {}))
+        _active.append(handle)
+        try:
+            yield handle
+        finally:
+            _active.pop()
+            handle.write(event="end")
+        return
     import mlflow
 
     experiment_id = setup()
+    tags = dict(tags, pipeline_id=pipeline_id())
+    if not nested and not run_id:
+        tags["mlflow.parentRunId"] = pipeline_parent(experiment_id, tags)
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(2)
         mlflow.set_system_metrics_samples_before_logging(1)
-    with mlflow.start_run(
-        run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=None if run_id else name,
-        tags=tags, log_system_metrics=system_metrics, nested=nested,
-    ) as active:
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+                          run_name=None if run_id else name, tags=tags, log_system_metrics=system_metrics,
+                          nested=nested) as active:
         # Which process holds the run: a later start marks it KILLED if that process is gone.
         mlflow.set_tags({"host": socket.gethostname(), "pid": str(os.getpid())})
         if params:
             mlflow.log_params(flatten(params))
+        _active.append(active)
         try:
             yield active
-        except KeyboardInterrupt:  # SIGINT / SIGTERM: KILLED, not FAILED; a resume re-opens the run
+        except KeyboardInterrupt:
             mlflow.end_run("KILLED")
             raise
+        finally:
+            _active.pop()
 
 
-def log_series(run_id: str, rows: list[dict], keys: tuple[str, ...]) -> None:
-    """Log per-step metrics in one call (MLflow's client splits it into batches of 1000)."""
+def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
+    """Numbers only (None and non-numbers are skipped), into the open run or ``run_id``."""
+    clean = {k: float(v) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+    if not clean:
+        return
+    if not available():
+        (_active[-1] if _active else FileRun("orphan", run_id)).write(event="metrics", step=step, metrics=clean)
+        return
+    from mlflow.tracking import MlflowClient
+
+    target = run_id or _active[-1].info.run_id
+    now = int(time.time() * 1000)
+    from mlflow.entities import Metric
+
+    MlflowClient().log_batch(target, metrics=[Metric(k, v, now, step or 0) for k, v in clean.items()],
+                             synchronous=True)
+
+
+def log_series(run_id: str, rows: list[dict], keys: tuple[str, ...], times: list[float] | None = None) -> None:
+    """Per-step metrics in one call (MLflow's client batches them by 1000), each with the wall time
+    of its step when ``times`` gives it."""
+    if not available():
+        (_active[-1] if _active else FileRun("series", run_id)).write(event="series", rows=rows, keys=list(keys))
+        return
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(key, float(row[key]), now, int(row["step"]))
-        for row in rows for key in keys if row.get(key) is not None
-    ]
+    now = time.time()
+    stamps = times or [now] * len(rows)
+    metrics = [Metric(key, float(row[key]), int(stamp * 1000), int(row["step"]))
+               for row, stamp in zip(rows, stamps) for key in keys if row.get(key) is not None]
     MlflowClient().log_batch(run_id, metrics=metrics, synchronous=True)
+
+
+def set_tags(tags: dict) -> None:
+    if not available():
+        if _active:
+            _active[-1].write(event="tags", tags=tags)
+        return
+    import mlflow
+
+    mlflow.set_tags(tags)
 
 
 def last_logged_step(run_id: str, key: str) -> int:
     """The highest step of ``key`` already in the run (-1 if none): a resumed run logs only later
     steps, so that no step appears twice."""
+    if not available():
+        return -1
     from mlflow.tracking import MlflowClient
 
     return max((m.step for m in MlflowClient().get_metric_history(run_id, key)), default=-1)
 
 
 def find_run(run_key: str) -> str | None:
-    """The id of the latest finished training run with this key (config, data and code hash)."""
+    """The id of the latest training run with this key (config, data and code hash)."""
+    if not available():
+        return None
     import mlflow
 
     setup()
@@ -201,6 +209,8 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def log_artifacts(paths: list[str | Path]) -> None:
+    if not available():
+        return
     import mlflow
 
     for p in paths:
@@ -210,5 +220,63 @@ def log_artifacts(paths: list[str | Path]) -> None:
 
 def log_to_run(run_id: str, metrics: dict[str, float]) -> None:
     """Add final metrics to an existing (finished) run, e.g. a training run's attribution."""
-    setup()
-    log_series(run_id, [{"step": 0, **metrics}], tuple(metrics))
+    if available():
+        setup()
+    log_metrics(metrics, step=0, run_id=run_id)
+
+
+def standard_tags(stage: str, preset: str, device: str, data_copy: str) -> dict:
+    """MLflow adds the git commit itself (mlflow.source.git.commit) when it runs from a git repo."""
+    tags = {"stage": stage, "preset": preset, "device": device, "data_copy": data_copy}
+    for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        if os.environ.get(var):
+            tags[var.lower()] = os.environ[var]
+    return tags
+
+
+def stage_tags(stage: str, params: dict, manifest: str | Path = "data/prepared/manifest.json") -> dict:
+    """Tags for an analysis stage: the device it would train on and the data copy in use."""
+    from ..training.device import pick_device
+
+    path = Path(manifest)
+    copy = json.loads(path.read_text())["data_copy"] if path.is_file() else "unknown"
+    tags = standard_tags(stage, params["preset"], str(pick_device(params["train"]["device"])), copy)
+    tags["schedule"] = params["schedule"]
+    return tags
+
+
+def log_dataset(manifest: dict, split: str) -> None:
+    """The prepared data as the run's MLflow input: its copy, sha256 and split sizes."""
+    if not available():
+        if _active:
+            _active[-1].write(event="input", dataset=manifest.get("data_copy"), digest=manifest.get("data_sha256"))
+        return
+    import mlflow
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    archive = manifest.get("archive")
+    source = HTTPDatasetSource(Path(archive).resolve().as_uri() if archive else "https://example.invalid/synthetic")
+    sizes = manifest.get("sizes", {})
+    mlflow.log_input(MetaDataset(source, name=manifest["data_copy"], digest=manifest["data_sha256"][:16]),
+                     context=f"training (evaluated on {split})",
+                     tags={f"{k}_images": str(v) for k, v in sizes.items()} | {"sha256": manifest["data_sha256"]})
+
+
+def log_model(model, example, channels_last: bool) -> None:
+    """The trained network as an MLflow model, with its signature and an input example (uint8
+    images in, logits out: the normalisation travels inside). BETASCHED_LOG_MODEL=0 skips it."""
+    if not available() or os.environ.get("BETASCHED_LOG_MODEL") == "0":
+        return
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    from ..training.model import CifarClassifier
+
+    wrapped = CifarClassifier(model, channels_last).cpu().eval()
+    x = example.cpu()
+    with torch.no_grad():
+        y = wrapped(x).numpy()
+    mlflow.pytorch.log_model(wrapped, name="model", signature=infer_signature(x.numpy(), y), input_example=x.numpy(),
+                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])

@@ -10,6 +10,7 @@ import torch
 from ..analysis.records import ArmResult, AttributionRecord, RepairModel
 from ..analysis.stats import mcnemar_exact
 from ..core import checks
+from . import tracking
 from ..core.controls import Arm, percentile_among
 from ..core.surgery import Budget, repair_outcome, surgical_finetune
 from ..training.augment import augment, normalize
@@ -67,10 +68,8 @@ def arm_table(models: list[RepairModel]) -> pd.DataFrame:
 
 
 def log_arm(run: str, result: ArmResult) -> None:
-    """One MLflow child run per arm, under the active repair run."""
-    import mlflow
-
-    with mlflow.start_run(run_name=f"{run}/{result.arm}", nested=True,
-                          tags={"arm": result.arm, "groups": ",".join(result.groups)}):
-        mlflow.log_metrics({m: float(getattr(result, m)) for m in
-                            ("fixed", "broken", "net", "acc_before", "acc_after", "mcnemar_p", "param_fraction")})
+    """One child run per arm, under the open repair run (in the same experiment, with its tags)."""
+    with tracking.run(f"{run}/{result.arm}", {"stage": "repair-arm", "arm": result.arm, "model": run,
+                                             "groups": ",".join(result.groups)}, system_metrics=False, nested=True):
+        tracking.log_metrics({m: getattr(result, m) for m in
+                              ("fixed", "broken", "net", "acc_before", "acc_after", "mcnemar_p", "param_fraction")})

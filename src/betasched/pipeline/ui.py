@@ -10,7 +10,7 @@ import sys
 
 from ..core.errors import TrackingError
 from .cli import ArgumentParser, one_line_errors
-from .tracking import check_store, tracking_uri
+from .store import check_store, tracking_uri
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..core import checks
 from ..core.errors import ConfigError
@@ -21,6 +20,7 @@ from . import distributed
 from .augment import apply_augment, draw_augment, normalize
 from .device import PRECISIONS, autocast, check_device, pick_device, resolve_precision, set_threads
 from .model import ResNet18
+from .progress import Progress
 from .state import TrainState
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -51,6 +51,7 @@ class RunConfig:
     nproc: int = 1
     checkpoint_every: int = 0
     refine_targets: bool = False  # time to target to 1 step between evaluations (see TrainState)
+    keep_points: int = 0  # models kept at this many evenly spaced steps (the last: the end), for the scan
     progress: bool = True
 
     def __post_init__(self):
@@ -78,6 +79,7 @@ class RunConfig:
         checks.integer(self.nproc, "train.nproc")
         distributed.check_batch(self.batch_size, self.nproc)
         checks.integer(self.checkpoint_every, "train.checkpoint_every", low=0)
+        checks.integer(self.keep_points, "train.keep_points", low=0)
         for name in ("channels_last", "compile", "refine_targets", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name}={getattr(self, name)!r} must be true or false")
@@ -99,6 +101,7 @@ class TrainResult:
     ranks: int
     train_seconds: float
     eval_seconds: list[float]
+    points: list = field(default_factory=list)  # (step, model state, Adam's exp_avg_sq or None)
 
     def summary(self, cfg: RunConfig) -> dict:
         accs = [e["test_acc"] for e in self.evals if e["kind"] == "grid"]
@@ -187,6 +190,40 @@ def build_state(cfg: RunConfig, device, ranks, steps_per_epoch: int, model=None)
     return TrainState(model, opt, lr_sched, mom_sched, gen, cfg.targets, total, cfg.refine_targets), forward
 
 
+def point_steps(total: int, points: int) -> list[int]:
+    """``points`` evenly spaced steps of a run of ``total`` steps, the last one the end."""
+    return sorted({max(1, round(total * i / points)) for i in range(1, points + 1)}) if points else []
+
+
+def keep_point(state: TrainState) -> tuple:
+    """The model (and Adam's second moment, for its damping analogue) at this step, on the CPU."""
+    model = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
+    names = {id(p): n for n, p in state.model.named_parameters()}
+    second = {names[id(p)]: st["exp_avg_sq"].detach().cpu().clone()
+              for p, st in state.optimizer.state.items() if "exp_avg_sq" in st}
+    return state.step, model, second or None
+
+
+class CurvatureTracker:
+    """beta_curv: every ``every`` steps, the curvature estimate on a fixed batch of training images
+    (the first ``batch_size``, unaugmented) goes to the momentum scheduler."""
+
+    def __init__(self, cfg: RunConfig, x_train, y_train):
+        o = cfg.schedule_options
+        self.every, self.source = o.get("every", 20), o.get("source", "lambda_max")
+        self.steps, self.samples = o.get("steps", 10), o.get("samples", 10)
+        n = o.get("batch_size", 128)
+        self.x = normalize(x_train[:n], cfg.channels_last)
+        self.y = y_train[:n]
+
+    def update(self, state: TrainState) -> None:
+        if state.step % self.every == 0:
+            from ..core.curvature import curvature
+
+            est = curvature(state.model, self.x, self.y, steps=self.steps, samples=self.samples, seed=state.step)
+            state.momentum_scheduler.set_curvature(max(est[self.source], 1e-12))
+
+
 def train_step(state: TrainState, forward, x_train, y_train, cfg: RunConfig, steps_per_epoch, ranks,
                device, precision) -> None:
     """One optimizer step on this rank's shard of the global batch."""
@@ -209,17 +246,44 @@ def train_step(state: TrainState, forward, x_train, y_train, cfg: RunConfig, ste
     state.lr_scheduler.step()
     mom.step()
     state.step += 1
-    state.record_step(loss, {"step": state.step, "epoch": epoch, "lr": lr_nominal, "lr_applied": lr_applied,
-                             "momentum": mu, "momentum_raw": raw, "effective_lr": lr_applied / (1.0 - mu)})
+    row = {"step": state.step, "epoch": epoch, "lr": lr_nominal, "lr_applied": lr_applied, "momentum": mu,
+           "momentum_raw": raw, "effective_lr": lr_applied / (1.0 - mu)}
+    if "lam" in mom.options:  # the curvature the rule used (beta's constant, beta_curv's estimate)
+        row["lam"] = mom.options["lam"]
+    state.record_step(loss, row)
+
+
+def _emit(flushed, on_steps) -> None:
+    if on_steps is not None and flushed[0]:
+        on_steps(*flushed)
+
+
+def _sync_and_evaluate(state, cfg, data, device, ranks, precision, on_eval, on_steps, bar) -> int | None:
+    """The sync point of the evaluation grid: losses to the host, divergence, then the evaluation
+    (refined between grid points for a newly reached target). Returns the divergent step, if any."""
+    _emit(state.flush_losses(ranks), on_steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    diverged = state.first_nonfinite_loss(cfg.eval_every)
+    if diverged is None:
+        score = lambda m: evaluate(m, data["x_test"], data["y_test"], device, ranks,  # noqa: E731
+                                   cfg.channels_last, precision)
+        acc = score(state.model)
+        state.record_eval(acc, score)
+        bar.note(state.step, state.steps[-1]["loss"], acc)
+        if on_eval is not None:
+            on_eval(state.step, acc)
+    return diverged
 
 
 def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, resume: dict | None = None,
-          on_eval=None, on_checkpoint=None) -> TrainResult:
+          on_eval=None, on_steps=None, on_checkpoint=None) -> TrainResult:
     """Train one run on data (uint8 x_train, y_train, x_test, y_test).
 
     resume: a TrainState.state_dict() from an earlier, killed process (rank 0's, under DDP);
-    on_eval(step, acc) after each evaluation; on_checkpoint(state_dict) every cfg.checkpoint_every
-    steps; model: a freshly initialised network to train instead of ResNet-18(cfg.width).
+    on_eval(step, acc) after each evaluation; on_steps(rows, wall times) with the per-step rows at
+    each sync point (live tracking); on_checkpoint(state_dict) every cfg.checkpoint_every steps;
+    model: a freshly initialised network to train instead of ResNet-18(cfg.width).
     """
     ranks, device = distributed.setup(pick_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
@@ -233,33 +297,27 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     if resume is not None:
         state.load_state_dict(resume)
     x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
-    bar = tqdm(total=state.total_steps, initial=state.step, desc=f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed}",
-               disable=not (cfg.progress and ranks.is_main))
+    tracker = CurvatureTracker(cfg, x_train, y_train) if cfg.schedule == "beta_curv" else None
+    keep = set(point_steps(state.total_steps, cfg.keep_points))
+    bar = Progress(state.total_steps, state.step, f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed}",
+                   cfg.progress and ranks.is_main)
     diverged, clock = None, time.perf_counter()
     while state.step < state.total_steps and diverged is None:
+        if tracker is not None:
+            tracker.update(state)
         train_step(state, forward, x_train, y_train, cfg, steps_per_epoch, ranks, device, precision)
-        bar.update(1)
-        at_grid = state.step % cfg.eval_every == 0 or state.step == state.total_steps
-        if not at_grid:
-            state.keep_for_refinement()
-        if at_grid:
-            state.flush_losses(ranks)  # the sync point: losses to the host, divergence, evaluation
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+        bar.update()
+        if state.step in keep:
+            state.points.append(keep_point(state))
+        if state.step % cfg.eval_every == 0 or state.step == state.total_steps:
             state.train_seconds += time.perf_counter() - clock
-            diverged = state.first_nonfinite_loss(cfg.eval_every)
-            if diverged is None:
-                score = lambda m: evaluate(m, data["x_test"], data["y_test"], device, ranks,  # noqa: E731
-                                           cfg.channels_last, precision)
-                acc = score(state.model)
-                state.record_eval(acc, score)
-                bar.set_postfix(loss=f"{state.steps[-1]['loss']:.3f}", acc=f"{acc:.3f}")
-                if on_eval is not None:
-                    on_eval(state.step, acc)
+            diverged = _sync_and_evaluate(state, cfg, data, device, ranks, precision, on_eval, on_steps, bar)
             clock = time.perf_counter()
+        else:
+            state.keep_for_refinement()
         if diverged is None and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 \
                 and state.step < state.total_steps:
-            state.flush_losses(ranks)  # on every rank: a collective under DDP
+            _emit(state.flush_losses(ranks), on_steps)  # on every rank: a collective under DDP
             if on_checkpoint is not None:
                 snapshot = state.state_dict()
                 snapshot["train_seconds"] += time.perf_counter() - clock
@@ -267,4 +325,4 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     bar.close()
     return TrainResult(state.model, state.steps, state.evals, state.reached, state.total_steps,
                        1 if cfg.refine_targets else cfg.eval_every, diverged, precision, cfg.threads, ranks.world,
-                       state.train_seconds, state.eval_seconds)
+                       state.train_seconds, state.eval_seconds, state.points)

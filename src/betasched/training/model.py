@@ -74,3 +74,16 @@ def load_model(path: str | Path, device="cpu", rerun: str = "dvc repro train") -
             f"{path} does not match the CIFAR ResNet-18 ({str(exc).splitlines()[0][:100]}): re-run `{rerun}`"
         ) from exc
     return model.to(device).eval()
+
+
+class CifarClassifier(nn.Module):
+    """A trained network with its input pipeline: uint8 CIFAR images in, logits out."""
+
+    def __init__(self, net: nn.Module, channels_last: bool = False):
+        super().__init__()
+        self.net, self.channels_last = net, channels_last
+
+    def forward(self, x):
+        from .augment import normalize
+
+        return self.net(normalize(x, self.channels_last))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 
 import numpy as np
 import torch
@@ -57,22 +58,30 @@ class TrainState:
         self.reached: dict[str, int | None] = {target_key(t): None for t in targets}
         self.train_seconds, self.eval_seconds = 0.0, []
         self.refine, self.pending = refine, []  # (step, model state) since the last evaluation
+        self.points: list = []  # (step, model state, Adam's exp_avg_sq) kept for the scan
         self._losses: list[torch.Tensor] = []  # device tensors, pulled to the host at sync points
+        self._times: list[float] = []
         self._scratch = None
 
     def record_step(self, loss: torch.Tensor, row: dict) -> None:
         self._losses.append(loss.detach())
+        self._times.append(time.time())  # for live tracking only: never written to the run's outputs
         self.steps.append(row)
 
-    def flush_losses(self, ranks) -> None:
-        """Fill the pending rows' loss. Under DDP each rank's loss is over its shard: the mean over
-        ranks is the global batch's. A collective: every rank calls it at the same step."""
+    def flush_losses(self, ranks) -> tuple[list[dict], list[float]]:
+        """Fill the pending rows' loss; returns those rows and their steps' wall times. Under DDP
+        each rank's loss is over its shard: the mean over ranks is the global batch's. A collective:
+        every rank calls it at the same step."""
         if not self._losses:
-            return
+            return [], []
         mean = distributed.sum_(torch.stack(self._losses).float(), ranks) / ranks.world
-        for row, value in zip(self.steps[len(self.steps) - len(self._losses):], mean.tolist()):
+        rows = self.steps[len(self.steps) - len(self._losses):]
+        for row, value in zip(rows, mean.tolist()):
             row["loss"] = value
+        times = list(self._times)
         self._losses.clear()
+        self._times.clear()
+        return rows, times
 
     def first_nonfinite_loss(self, window: int) -> int | None:
         bad = [r["step"] for r in self.steps[-window:] if not math.isfinite(r["loss"])]
@@ -113,6 +122,7 @@ class TrainState:
             "rng": rng_state(self.generator), "step": self.step, "perm": self.perm,
             "steps": self.steps, "evals": self.evals, "reached": self.reached,
             "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "pending": self.pending,
+            "points": self.points,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -124,8 +134,8 @@ class TrainState:
         self.step, self.perm = state["step"], state["perm"]
         self.steps, self.evals, self.reached = state["steps"], state["evals"], state["reached"]
         self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
-        self.pending = state["pending"]
+        self.pending, self.points = state["pending"], state["points"]
 
 
 STATE_KEYS = ("model", "optimizer", "lr_scheduler", "momentum_scheduler", "rng", "step", "perm",
-              "steps", "evals", "reached", "train_seconds", "eval_seconds", "pending")
+              "steps", "evals", "reached", "train_seconds", "eval_seconds", "pending", "points")

@@ -1,0 +1,51 @@
+"""The GPU check, rehearsed on the CPU: `bench/gpu_check.py --device cpu --tiny` runs every step
+(prepare from the archive, engine vs DataLoader, the gpu-short matrix, the claims) without DVC,
+MLflow or Hydra, and writes at most 8 files into its output folder."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+ARCHIVE = ROOT.parent / "shared/data/cifar10-jpeg.tar.xz"
+
+# Installed as sitecustomize for the script and its worker processes: as on the GPU machine,
+# dvc, mlflow and hydra cannot be imported.
+BLOCK = """
+import builtins
+_real = builtins.__import__
+def _guarded(name, *a, **k):
+    if name.split(".")[0] in ("dvc", "mlflow", "hydra", "omegaconf"):
+        raise ImportError(f"{name} is not installed on the GPU machine")
+    return _real(name, *a, **k)
+builtins.__import__ = _guarded
+"""
+
+
+@pytest.mark.skipif(not ARCHIVE.is_file() and not (ROOT / "data/raw/cifar10-jpeg.tar.xz").exists(),
+                    reason="needs the CIFAR-10 JPEG copy in ../shared/data or data/raw")
+def test_gpu_check_rehearsal_on_cpu(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site/sitecustomize.py").write_text(BLOCK)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(tmp_path / "site"))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("BETASCHED_TRACKING", None)
+    proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--device", "cpu", "--tiny", "--jobs", "2",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["accuracy.png", "damping.png", "log.txt", "report.md", "summary.json"] and len(files) <= 8
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["device"] == "cpu" and summary["tiny"] is True
+    assert summary["bench"]["engine_images_per_s"] > 0 and summary["bench"]["ratio_median"] > 0
+    assert len(summary["matrix"]["runs"]) == 4  # 2 optimizers x (constant, beta): the tiny matrix
+    assert [c["id"] for c in summary["claims"]["claims"]][:3] == ["1", "2", "3"]
+    assert "MLflow is not installed" in proc.stderr  # tracking fell back to files, with one warning
+    report = (tmp_path / "out/report.md").read_text()
+    assert "## Claims" in report and "## Time to target" in report
+    assert "engine" in (tmp_path / "out/log.txt").read_text()
+    assert not (ROOT / "gpu-work" / "mlflow.db").exists()

@@ -1,0 +1,53 @@
+"""The MLflow side of a run: the network logged as a model that loads and predicts like the original."""
+import numpy as np
+import torch
+
+from betasched.pipeline import tracking
+from betasched.training.model import CifarClassifier, ResNet18
+
+
+def _store(tmp_path, monkeypatch, log_model: str):
+    """A fresh SQLite store for this test, and its client."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("BETASCHED_LOG_MODEL", log_model)
+    monkeypatch.setenv("BETASCHED_PIPELINE", f"test-{tmp_path.name}")
+    monkeypatch.chdir(tmp_path)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _models_of(client, run):
+    exp = client.get_experiment_by_name(tracking.EXPERIMENT)
+    return client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+
+
+def test_logged_model_predicts_like_the_network(tmp_path, monkeypatch):
+    import mlflow
+
+    client = _store(tmp_path, monkeypatch, "1")
+    torch.manual_seed(0)
+    net = ResNet18(width=4).eval()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    with tracking.run("sgd-beta-s0", {"stage": "train"}, system_metrics=False) as run:
+        tracking.log_model(net, images[:2], channels_last=True)
+
+    logged = _models_of(client, run)
+    assert [m.name for m in logged] == ["model"]
+    loaded = mlflow.pyfunc.load_model(logged[0].model_uri)
+    assert loaded.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "uint8"
+    with torch.no_grad():
+        expected = CifarClassifier(net, channels_last=True)(images).numpy()
+    # a batch size the example did not have: the exported batch dimension is dynamic
+    np.testing.assert_allclose(np.asarray(loaded.predict(images.numpy())), expected, rtol=1e-4, atol=1e-5)
+    # the training run sits under the pipeline's parent run
+    parent = client.get_run(run.info.run_id).data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent).data.tags["stage"] == "pipeline"
+
+
+def test_log_model_can_be_switched_off(tmp_path, monkeypatch):
+    client = _store(tmp_path, monkeypatch, "0")
+    with tracking.run("sgd-beta-s0", {"stage": "train"}, system_metrics=False) as run:
+        tracking.log_model(ResNet18(width=4), torch.zeros(2, 3, 32, 32, dtype=torch.uint8), channels_last=False)
+    assert not _models_of(client, run)
