@@ -109,10 +109,14 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(repo):
 
 def test_two_processes_log_to_one_sqlite_store_without_loss(tmp_path):
     script = """
-import sys, mlflow
+import sys, time, mlflow
 from betasched.pipeline import tracking
 for i in range(3):
     with tracking.run(f"w{sys.argv[1]}-{i}", {"worker": sys.argv[1]}, {"i": i}, system_metrics=False) as r:
+        # both workers register the same new dataset at the same moment: MLflow inserts it if
+        # absent, and without a lock the second insert fails on the unique key
+        time.sleep(max(0.0, float(sys.argv[2]) + 2 * i - time.time()))
+        tracking.log_dataset({"data_copy": "jpeg", "data_sha256": f"{i:064d}", "sizes": {"train": 8}}, "val")
         tracking.log_series(r.info.run_id, [{"step": s, "loss": float(s)} for s in range(200)], ("loss",))
 """
     uri = f"sqlite:///{tmp_path / 'store.db'}"
@@ -123,7 +127,8 @@ for i in range(3):
         tracking.setup()  # create the experiment once, before the workers start
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(w)], cwd=tmp_path,
+    start = time.time() + 8  # after both workers have imported mlflow
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(w), str(start)], cwd=tmp_path,
                               env=env_with_venv(MLFLOW_TRACKING_URI=uri), stderr=subprocess.PIPE, text=True)
              for w in range(2)]
     for p in procs:

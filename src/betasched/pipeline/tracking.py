@@ -70,14 +70,21 @@ def pipeline_id() -> str:
     return f"dvc-{socket.gethostname()}-{os.getppid()}"
 
 
+@contextlib.contextmanager
+def _store_lock():
+    """One process at a time, for the store's check-then-insert writes (the pipeline's parent run, a
+    dataset row) that concurrent stages would otherwise race on."""
+    with open(repo_root() / ".pipeline-run.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def pipeline_parent(experiment_id: str, tags: dict) -> str:
     """The parent run of this pipeline execution, created by the first stage that asks for it."""
     from mlflow.tracking import MlflowClient
 
     client, pid = MlflowClient(), pipeline_id()
-    lock = repo_root() / ".pipeline-run.lock"
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with _store_lock():
         found = client.search_runs([experiment_id], f"tags.pipeline_id = '{pid}' and tags.stage = 'pipeline'",
                                    max_results=1)
         if found:
@@ -258,9 +265,10 @@ def log_dataset(manifest: dict, split: str) -> None:
     archive = manifest.get("archive")
     source = HTTPDatasetSource(Path(archive).resolve().as_uri() if archive else "https://example.invalid/synthetic")
     sizes = manifest.get("sizes", {})
-    mlflow.log_input(MetaDataset(source, name=manifest["data_copy"], digest=manifest["data_sha256"][:16]),
-                     context=f"training (evaluated on {split})",
-                     tags={f"{k}_images": str(v) for k, v in sizes.items()} | {"sha256": manifest["data_sha256"]})
+    with _store_lock():  # MLflow inserts the dataset row if absent: two stages at once collide
+        mlflow.log_input(MetaDataset(source, name=manifest["data_copy"], digest=manifest["data_sha256"][:16]),
+                         context=f"training (evaluated on {split})",
+                         tags={f"{k}_images": str(v) for k, v in sizes.items()} | {"sha256": manifest["data_sha256"]})
 
 
 def log_model(model, example, channels_last: bool) -> None:
