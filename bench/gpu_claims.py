@@ -33,7 +33,7 @@ def evidence(params: dict, device, out: Path) -> dict:
     e, rec = entries[first], records[first]
     arms = build_arms(rec.scores, rec.param_counts, rec.problem_layers, params["attribution"]["k"],
                       params["repair"]["n_random"], e.seed)
-    results = run_arms(load_model(e.dir / "model.pt", device), rec, data, repair_budget(params, e.seed), arms, device)
+    results = run_arms(load_model(e.dir / "model.pt", device), rec, data, repair_budget(params, e.seed, device), arms, device)
     repair = RepairRecord(params["schedule"], SPLITS, params["repair"], params["attribution"]["k"],
                           len(data["y_test"]), [RepairModel(e.run, e.optimizer, e.seed, rec.problem_layers, results)])
     targets = params["targets"]["values"]

@@ -21,9 +21,9 @@ def repair_stage() -> None:
     check_writable("metrics", "plots", "plots/data")
     cfg, k = params["repair"], params["attribution"]["k"]
     entries = studied_runs(params)
-    budgets = [repair_budget(params, entry.seed) for entry in entries]  # checked before anything runs
-    records = [entry.attribution() for entry in entries]
     device = compute_device(params, "repair")
+    budgets = [repair_budget(params, entry.seed, device) for entry in entries]  # checked before anything runs
+    records = [entry.attribution() for entry in entries]
     data, _ = load_prepared()
     models = []
     with tracking.run(f"repair-{params['schedule']}", tracking.stage_tags("repair", params),

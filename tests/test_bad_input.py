@@ -105,6 +105,7 @@ CASES = [
     ("unknown optimizer", _set("matrix.optimizers", ["lion"]), TRAIN, "unknown optimizer 'lion'"),
     ("unknown preset", _set("preset", "huge"), TRAIN, "unknown preset 'huge'"),
     ("unknown precision", _set("train.precision", "fp8"), TRAIN, "unknown train.precision 'fp8'"),
+    ("unknown repair precision", _set("repair.precision", "fp8"), CHECK, "unknown repair.precision 'fp8'"),
     ("unknown device", _set("train.device", "tpu"), TRAIN, "unknown train.device 'tpu'"),
     ("unknown data source", _set("data.source", "s3"), PREPARE, "unknown data.source 's3'"),
     ("unknown attribution method", _set("attribution.method", "shap"), ATTRIBUTE, "unknown attribution.method 'shap'"),

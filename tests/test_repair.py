@@ -16,12 +16,15 @@ def tiny():
     return ResNet18(width=4), data
 
 
-def test_frozen_parameters_are_bit_for_bit_unchanged(tiny):
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_frozen_parameters_are_bit_for_bit_unchanged(tiny, dtype):
     model, data = tiny
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     repaired, _ = surgical_finetune(model, ["layer3", "fc"], data["x_train"].float(), data["y_train"],
-                                    Budget(steps=3, lr=0.1, batch_size=16))
+                                    Budget(steps=3, lr=0.1, batch_size=16, autocast_dtype=dtype))
+    # under bf16 autocast the weights themselves stay fp32 (only the forward pass is bf16)
+    assert all(p.dtype == torch.float32 for p in repaired.parameters())
     for n, p in repaired.named_parameters():
         if n.startswith(("layer3", "fc")):
             assert not torch.equal(p, before[n]), n
@@ -32,6 +35,17 @@ def test_frozen_parameters_are_bit_for_bit_unchanged(tiny):
     # The original model is untouched.
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n])
+
+
+def test_bf16_autocast_is_the_fp32_step_at_bf16_rounding(tiny):
+    model, data = tiny
+    x, y = data["x_train"].float() / 255, data["y_train"]
+    runs = [surgical_finetune(model, ["fc"], x, y, Budget(steps=1, lr=0.1, batch_size=64, autocast_dtype=d))[0]
+            for d in (None, torch.bfloat16)]
+    start, fp32, bf16 = model.fc.weight, runs[0].fc.weight, runs[1].fc.weight
+    step = (fp32 - start).norm()
+    assert step > 0 and not torch.equal(fp32, bf16)  # autocast is in effect
+    assert (bf16 - fp32).norm() < 0.1 * step  # and takes the same step, to bf16 precision
 
 
 def test_trained_fraction_counts_the_parameters(tiny):

@@ -1,5 +1,6 @@
 """The MLflow side of a run: the network logged as a model that loads and predicts like the original."""
 import numpy as np
+import pytest
 import torch
 
 from betasched.pipeline import tracking
@@ -51,3 +52,13 @@ def test_log_model_can_be_switched_off(tmp_path, monkeypatch):
     with tracking.run("sgd-beta-s0", {"stage": "train"}, system_metrics=False) as run:
         tracking.log_model(ResNet18(width=4), torch.zeros(2, 3, 32, 32, dtype=torch.uint8), channels_last=False)
     assert not _models_of(client, run)
+
+
+@pytest.mark.parametrize("mode, studied, expected", [
+    (None, True, True), (None, False, False), ("all", False, True), ("0", True, False), ("none", True, False)])
+def test_which_runs_log_their_model(monkeypatch, mode, studied, expected):
+    if mode is None:
+        monkeypatch.delenv("BETASCHED_LOG_MODEL", raising=False)
+    else:
+        monkeypatch.setenv("BETASCHED_LOG_MODEL", mode)
+    assert tracking.wants_model(studied) is expected

@@ -7,6 +7,7 @@ on held-out data, train on the training split, score on a test split that neithe
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ class Budget:
     max_momentum: float = 0.99
     seed: int = 0
     auto_rgn: bool = False  # scale each group's gradient by its relative gradient norm over the max
+    autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: the forward pass under autocast
 
     def __post_init__(self):
         checks.integer(self.steps, "repair.steps")
@@ -79,12 +81,16 @@ def surgical_finetune(model, groups: list[str], images: torch.Tensor, labels: to
     # The same generator seed in every arm: identical batches and augmentation across arms.
     gen = torch.Generator(device=device).manual_seed(budget.seed)
     order = torch.empty(0, dtype=torch.long, device=device)
+    mixed = (torch.autocast(torch.device(device).type, dtype=budget.autocast_dtype) if budget.autocast_dtype
+             else contextlib.nullcontext())
     for _ in range(budget.steps):
         if len(order) < budget.batch_size:
             order = torch.cat([order, torch.randperm(len(y), generator=gen, device=device)])
         idx, order = order[: budget.batch_size], order[budget.batch_size :]
         xb = x[idx] if augment is None else augment(x[idx], gen)
-        loss = (F.cross_entropy(model(prepare(xb)), y[idx], reduction="none") * w[idx]).sum() / w[idx].sum()
+        with mixed:
+            logits = model(prepare(xb))
+        loss = (F.cross_entropy(logits.float(), y[idx], reduction="none") * w[idx]).sum() / w[idx].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if budget.auto_rgn:

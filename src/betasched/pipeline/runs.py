@@ -127,7 +127,8 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
         timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start, mlflow_run_id=rid,
                       resumed_from_step=state["step"] if state else None)
         timings.record("train", name, timing)
-        _log_result(summary, timing, runs_dir / name, None if pilot else result.model, data, cfg.channels_last)
+        logged = not pilot and tracking.wants_model(schedule == params["schedule"] and lam is None)
+        _log_result(summary, timing, runs_dir / name, result.model if logged else None, data, cfg.channels_last)
     ckpt.remove()
     return {**summary, **timing}
 

@@ -37,10 +37,10 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
+def resolve_precision(name: str, device: torch.device, what: str = "train.precision") -> str:
     """auto: bf16 autocast where the hardware computes bf16 natively (CUDA with bf16; a CPU with
     AVX512-BF16/AMX, where it measured 1.7x at width 16 and 1.9x at width 64), else fp32."""
-    checks.choice(name, "train.precision", PRECISIONS)
+    checks.choice(name, what, PRECISIONS)
     if name != "auto":
         return name
     native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
