@@ -44,8 +44,9 @@ repro: $(STAMP) data
 	@$(BIN)/python -m betasched.pipeline.timings
 	@echo "Results: REPORT.md | figures: dvc plots show | runs: make ui (MLflow on http://127.0.0.1:5000)"
 
+# Two workers, one test file each at a time (module fixtures stay in one worker): 2 cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 PORT ?= 5000
 ui: $(STAMP)

@@ -43,7 +43,7 @@ print("core-only: ok")
 def readme_snippets() -> list[str]:
     text = (ROOT / "README.md").read_text()
     lib = text[text.index("## The library in your own code"):]
-    return re.findall(r"```python\n(.*?)```", lib, re.S)[:2]
+    return re.findall(r"```python\n(.*?)```", lib, re.S)[:3]
 
 
 def _dists(names):
@@ -93,12 +93,13 @@ def core_venv(tmp_path_factory):
 
 def test_readme_snippets_run_with_only_the_core(core_venv, tmp_path):
     snippets = readme_snippets()
-    assert len(snippets) == 2 and "MomentumScheduler" in snippets[0] and "surgical_finetune" in snippets[1]
+    assert len(snippets) == 3 and "MomentumScheduler" in snippets[0] and "surgical_finetune" in snippets[1]
+    assert "curvature" in snippets[2]
     script = tmp_path / "snippets.py"
     script.write_text(CHECK + PRELUDE + "\n".join(snippets))
     out = subprocess.run([core_venv, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "core-only: ok" in out.stdout and "of the parameters retrained" in out.stdout
+    assert "core-only: ok" in out.stdout and "of the parameters retrained" in out.stdout and "-damped" in out.stdout
     check = subprocess.run([sys.executable, "-m", "pip", "--python", str(core_venv), "check"], capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stdout

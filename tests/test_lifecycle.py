@@ -32,8 +32,11 @@ def repo(tmp_path_factory):
 
 
 def _start(repo, cmd):
+    # SIGINT restored to its default: a shell starts background jobs (`make test &`) with SIGINT
+    # ignored, and the child would inherit that, as a user's Ctrl-C target never does
     return subprocess.Popen(cmd, cwd=repo, env=env_with_venv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_checkpoint(repo, proc, timeout=120):
