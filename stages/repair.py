@@ -40,6 +40,7 @@ def repair_stage() -> None:
         with atomic_path("metrics/repair.csv") as tmp:
             table.to_csv(tmp, index=False)
         RepairRecord(params["schedule"], SPLITS, cfg, k, len(data["y_test"]), models).save("metrics/repair.json")
+        tracking.log_metrics({f"net.{r.run}.{r.arm}": r.net for r in table.itertuples()})  # chartable in the UI
         tracking.log_artifacts(["metrics/repair.json", "metrics/repair.csv", "plots/repair.png"])
     timings.record("stage", "repair", {"wall_seconds": time.perf_counter() - start})
     print(table[["run", "arm", "groups", "net", "fixed", "broken", "param_fraction",

@@ -57,3 +57,14 @@ def prepare_repo(repo: Path) -> Path:
         subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, env=env_with_venv(), check=True,
                        capture_output=True)
     return repo
+
+
+# Longest files first: `make test` hands whole files to 2 workers (pytest-xdist --dist loadfile),
+# and a long file started last would run alone at the end.
+LONGEST_FIRST = ("test_pipeline.py", "test_reliability.py", "test_lifecycle.py", "test_launch_paths.py",
+                 "test_bad_input.py", "test_distributed.py", "test_gpu_check.py", "test_bench.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

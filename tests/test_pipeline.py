@@ -87,6 +87,12 @@ def test_mlflow_has_one_run_per_training(repo):
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"steps.csv", "evals.csv", "metrics.json"} <= artifacts
     assert any(k.startswith("system/") for k in r.data.metrics)
+    # pipeline runs hold the stages (one per `make repro`, which names it; here one per dvc process);
+    # the repair run carries each arm's net fixes as metrics
+    parents = {t.data.tags["mlflow.parentRunId"] for t in train}
+    assert {client.get_run(p).data.tags["stage"] for p in parents} == {"pipeline"}
+    repair = next(x for x in runs if x.data.tags.get("stage") == "repair")
+    assert {"net.sgd-beta-s0.flagged", "net.adam-beta-s0.flagged"} <= set(repair.data.metrics)
 
 
 def test_overlap_has_every_field(repo):
@@ -159,3 +165,22 @@ def test_a_schedule_option_invalidates_only_that_schedules_runs(repo):
     assert stale and all("-demon-" in s for s in stale), stale
     assert len(stale) == 2  # sgd and adam, one seed
     assert json.loads(dvc(repo, "status", "--json")) == {}
+
+
+def test_dvc_plots_show_renders_every_declared_plot(repo):
+    import yaml
+
+    out = subprocess.run(["dvc", "plots", "show", "--json"], cwd=repo, env=env_with_venv(), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "failed to load" not in out.stderr, out.stderr[-2000:]
+    shown = json.loads(out.stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    plots = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    declared = [next(iter(p)) if isinstance(p, dict) else p for p in plots]
+    assert {"test accuracy", "momentum", "effective learning rate", "median steps to target",
+            "repair net fixes per arm", "damping ratio"} <= set(declared)
+    for name in declared:
+        assert shown["data"].get(name), f"{name}: nothing rendered"
+        if name in ("test accuracy", "damping ratio"):  # one series per run, the experiment as dash
+            values = shown["data"][name][0]["content"]["data"]["values"]
+            assert len({v["run"] for v in values}) >= 2, name
