@@ -19,6 +19,7 @@ os.environ.setdefault("BETASCHED_LOG_MODEL", "0")
 def env_with_venv(**extra) -> dict:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("SHELL", None)  # dvc then runs stages as `/bin/sh -c`, as on CI: dash stays between dvc and the stage
     env.update(extra)
     return env
 

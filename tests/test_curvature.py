@@ -48,6 +48,18 @@ def test_exact_quadratic_top_and_mean_within_one_percent():
     assert abs(mean - sum(EIG) / len(EIG)) / (sum(EIG) / len(EIG)) <= 0.01
 
 
+def test_one_estimate_asked_for_costs_only_its_own_products():
+    model, zero = Quadratic(EIG), torch.zeros(1)
+    both = curvature(model, zero, zero, steps=8, samples=5, seed=3, loss_fn=_loss)
+    top = curvature(model, zero, zero, steps=8, samples=5, seed=3, loss_fn=_loss, estimates=("lambda_max",))
+    mean = curvature(model, zero, zero, steps=8, samples=5, seed=3, loss_fn=_loss, estimates=("lambda_mean",))
+    assert top["lambda_max"] == both["lambda_max"] and mean["lambda_mean"] == both["lambda_mean"]
+    assert "lambda_mean" not in top and "lambda_max" not in mean
+    assert top["hvps"] + mean["hvps"] == both["hvps"] and mean["hvps"] == 5
+    with pytest.raises(ValueError, match="lambda_max or lambda_mean"):
+        curvature(model, zero, zero, loss_fn=_loss, estimates=("trace",))
+
+
 def test_tiny_mlp_against_autograd_hessian():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))

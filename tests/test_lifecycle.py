@@ -48,14 +48,30 @@ def _wait_for_checkpoint(repo, proc, timeout=120):
 
 
 def _trainers(repo):
+    """The Python trainer processes (not the `sh -c` wrapper dvc may leave between itself and them)."""
     out = []
-    for p in psutil.process_iter(["cmdline", "cwd"]):
+    for p in psutil.process_iter(["cmdline", "cwd", "name"]):
         try:
-            if p.info["cwd"] == str(repo) and any("stages/train.py" in a for a in p.info["cmdline"] or []):
+            if (p.info["cwd"] == str(repo) and p.info["name"] not in {"sh", "dash", "bash"}
+                    and any("stages/train.py" in a for a in p.info["cmdline"] or [])):
                 out.append(p)
         except psutil.Error:
             pass
     return out
+
+
+def _kill_group(proc):
+    """What a test started, and everything it started in its own sessions (the launcher's workers)."""
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.Error:
+        family = []
+    for p in family:
+        try:
+            os.killpg(p.pid, signal.SIGKILL) if os.getpgid(p.pid) == p.pid else p.kill()
+        except (OSError, psutil.Error):
+            pass
+    psutil.wait_procs(family, timeout=15)
 
 
 def _mlflow_runs(repo, name):
@@ -89,13 +105,16 @@ def test_edited_code_never_resumes_an_old_checkpoint(repo):
 
 def test_killing_dvc_alone_stops_its_trainer_and_the_rerun_logs_each_step_once(repo):
     proc = _start(repo, ["dvc", "repro", "-f", "-s", STAGE])
-    _wait_for_checkpoint(repo, proc)
-    trainers = _trainers(repo)
-    assert len(trainers) == 1
-    os.kill(proc.pid, signal.SIGTERM)  # dvc alone, not its process group
-    proc.wait(timeout=60)
-    gone, alive = psutil.wait_procs(trainers, timeout=15)
-    assert not alive, "the trainer outlived dvc"
+    try:
+        _wait_for_checkpoint(repo, proc)
+        trainers = _trainers(repo)
+        assert len(trainers) == 1
+        os.kill(proc.pid, signal.SIGTERM)  # dvc alone, not its process group (nor the shell it ran)
+        proc.wait(timeout=60)
+        gone, alive = psutil.wait_procs(trainers, timeout=15)
+        assert not alive, "the trainer outlived dvc"
+    finally:  # a failure here must not leave a trainer writing checkpoints under the next test
+        _kill_group(proc)
     client, runs = _mlflow_runs(repo, "sgd-beta-s0")
     assert runs[0].info.status == "KILLED"  # the latest attempt
 
@@ -117,9 +136,12 @@ def test_a_signal_to_the_parallel_launcher_stops_every_trainer(repo, sig):
     for folder in ("runs/sgd-beta-s0", "runs/sgd-constant-s0", ".checkpoints"):
         subprocess.run(["rm", "-rf", str(repo / folder)], check=True)  # wait for this launch's checkpoint
     proc = _start(repo, [sys.executable, "-m", "betasched.pipeline.parallel", "--jobs", "2"])
-    _wait_for_checkpoint(repo, proc)
-    os.kill(proc.pid, sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _wait_for_checkpoint(repo, proc)
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _kill_group(proc)
     assert proc.returncode == 2
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: interrupted") and "Traceback" not in err, err[-2000:]

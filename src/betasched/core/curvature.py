@@ -114,15 +114,24 @@ def mean_curvature(op: HessianOperator, samples: int = 20, seed: int = 0) -> flo
 
 
 def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int = 20, samples: int = 20,
-              seed: int = 0, loss_fn: Callable = F.cross_entropy, precondition: dict | None = None) -> dict:
+              seed: int = 0, loss_fn: Callable = F.cross_entropy, precondition: dict | None = None,
+              estimates: tuple[str, ...] = ("lambda_max", "lambda_mean")) -> dict:
     """lambda_max and lambda_mean (= tr(H)/d) of the loss on (x, y): for the whole model, and for
     each of ``groups`` (name -> its parameters) when given. ``precondition``: parameter -> D (the
-    diagonal preconditioner, same shape). Returns the estimates and the Hessian-vector products used."""
+    diagonal preconditioner, same shape). ``estimates``: which of the two to compute (a caller that
+    needs one saves the other's Hessian-vector products). Returns them and the products used."""
+    unknown = set(estimates) - {"lambda_max", "lambda_mean"}
+    if unknown:
+        raise ValueError(f"unknown curvature estimate(s) {sorted(unknown)}: use lambda_max or lambda_mean")
+
     def one(params):
         pre = None if precondition is None else [precondition[p] for p in params]
         op = HessianOperator(model, x, y, params, loss_fn, pre)
-        out = {"lambda_max": top_eigenvalue(op, steps, seed), "lambda_mean": mean_curvature(op, samples, seed),
-               "dim": op.dim}
+        out = {"dim": op.dim}
+        if "lambda_max" in estimates:
+            out["lambda_max"] = top_eigenvalue(op, steps, seed)
+        if "lambda_mean" in estimates:
+            out["lambda_mean"] = mean_curvature(op, samples, seed)
         out["hvps"] = op.calls
         return out
 

@@ -9,15 +9,45 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from ..core.errors import BetaschedError
 
 
 def _interrupt(signum, frame):
+    # a second SIGTERM (a launcher's group kill after dvc's own) must not cut the clean exit short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 _watching = False
+_SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"}
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+
+
+def _watched_ancestors() -> list[int]:
+    """The parent, and its parent too when the parent is a shell: dvc runs a stage as `$SHELL -c
+    cmd` (/bin/sh where SHELL is unset), and dash stays in between instead of exec-ing the command."""
+    chain = [os.getppid()]
+    try:
+        if Path(f"/proc/{chain[0]}/comm").read_text().strip() in _SHELLS:
+            chain.append(_parent_of(chain[0]))
+    except (OSError, ValueError, IndexError):  # no /proc (macOS): the parent alone
+        pass
+    return chain
+
+
+def _ancestors_alive(chain: list[int]) -> bool:
+    if os.getppid() != chain[0]:
+        return False
+    try:
+        return len(chain) == 1 or _parent_of(chain[0]) == chain[1]
+    except (OSError, ValueError, IndexError):  # the shell itself is gone
+        return False
 
 
 def stop_with_parent(poll: float = 0.5) -> None:
@@ -27,10 +57,10 @@ def stop_with_parent(poll: float = 0.5) -> None:
     if _watching:
         return
     _watching = True
-    parent = os.getppid()
+    chain = _watched_ancestors()
 
     def watch():
-        while os.getppid() == parent:
+        while _ancestors_alive(chain):
             time.sleep(poll)
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -275,14 +275,17 @@ def wants_model(studied: bool) -> bool:
     """Whether a training run logs its network as an MLflow model: the studied schedule's runs (the
     models the diagnostic stages read) by default; BETASCHED_LOG_MODEL=all: every run, 0: none.
     Each costs ~3 s (torch.export), so logging all 11 laptop runs would add ~15 s to `make repro`."""
-    mode = os.environ.get("BETASCHED_LOG_MODEL", "studied")
-    return mode == "all" or (mode not in ("0", "none") and studied)
+    return os.environ.get("BETASCHED_LOG_MODEL") == "all" or (studied and not _models_off())
+
+
+def _models_off() -> bool:
+    return os.environ.get("BETASCHED_LOG_MODEL") in ("0", "none")
 
 
 def log_model(model, example, channels_last: bool) -> None:
     """The trained network as an MLflow model, with its signature and an input example (uint8
     images in, logits out: the normalisation travels inside). BETASCHED_LOG_MODEL=0 skips it."""
-    if not available() or os.environ.get("BETASCHED_LOG_MODEL") in ("0", "none"):
+    if not available() or _models_off():
         return
     import mlflow.pytorch
     import torch

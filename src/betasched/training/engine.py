@@ -220,7 +220,8 @@ class CurvatureTracker:
         if state.step % self.every == 0:
             from ..core.curvature import curvature
 
-            est = curvature(state.model, self.x, self.y, steps=self.steps, samples=self.samples, seed=state.step)
+            est = curvature(state.model, self.x, self.y, steps=self.steps, samples=self.samples, seed=state.step,
+                            estimates=(self.source,))
             state.momentum_scheduler.set_curvature(max(est[self.source], 1e-12))
 
 
