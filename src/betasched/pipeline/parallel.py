@@ -77,6 +77,21 @@ class Workers:
         return len(live)
 
 
+# DVC gives up on its repo lock after a few seconds. Stages restored from the run cache take ~1 s,
+# so two workers then spend most of their time inside the lock and one of them can time out.
+DVC_LOCKED = "Unable to acquire lock"
+LOCK_RETRIES = 30
+
+
+def _repro_waiting_for_the_lock(workers: Workers, stage: str, env: dict) -> subprocess.CompletedProcess | None:
+    for attempt in range(LOCK_RETRIES):
+        proc = workers.run(["dvc", "repro", "-s", stage], env)
+        if proc is None or proc.returncode == 0 or DVC_LOCKED not in proc.stderr:
+            return proc
+        time.sleep(min(0.2 * (attempt + 1), 2.0))
+    return proc
+
+
 def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> list[str]:
     """Reproduce the stages with `jobs` workers; returns the names of those that failed."""
     slots: queue.Queue[int] = queue.Queue()
@@ -91,7 +106,7 @@ def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> l
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
         try:
-            proc = workers.run(["dvc", "repro", "-s", stage], env)
+            proc = _repro_waiting_for_the_lock(workers, stage, env)
         finally:
             slots.put(slot)
         if proc is None:  # stopped before it started
