@@ -11,9 +11,17 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install repro test data params ui ui-check bench bench-ablation bench-matrix core-check gpu-check clean
 
+# torch's wheels with their CUDA libraries take ~6.3 GiB in .venv: check the disk first, so that a full
+# disk is named as such rather than showing up as a missing module.
+INSTALL_MIN_FREE_GIB ?= 8
 $(STAMP): pyproject.toml constraints.txt
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ ! -e $(STAMP) ] && [ "$$free" -lt $(INSTALL_MIN_FREE_GIB) ]; then \
+	  echo "install: only $$free GiB free on $$(df -P . | awk 'NR==2 {print $$6}'), need $(INSTALL_MIN_FREE_GIB) GiB for torch and its libraries: free some space (e.g. old clones' .venv) and re-run" >&2; exit 1; fi
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 \
+	  || { grep -v "^WARNING: Location" $(VENV)/pip.log | tail -20 >&2; \
+	       echo "install: pip failed (log: $(VENV)/pip.log); fix what it names above and re-run" >&2; exit 1; }
 	$(BIN)/python -c "import betasched, torch, torchvision, dvc, mlflow" && touch $(STAMP)
 
 install: $(STAMP)
