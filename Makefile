@@ -15,9 +15,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # disk is named as such rather than showing up as a missing module.
 INSTALL_MIN_FREE_GIB ?= 8
 $(STAMP): pyproject.toml constraints.txt
-	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	@read -r free mount < <(df -Pk . | awk 'NR==2 {print int($$4 / 1048576), $$6}'); \
 	if [ ! -e $(STAMP) ] && [ "$$free" -lt $(INSTALL_MIN_FREE_GIB) ]; then \
-	  echo "install: only $$free GiB free on $$(df -P . | awk 'NR==2 {print $$6}'), need $(INSTALL_MIN_FREE_GIB) GiB for torch and its libraries: free some space (e.g. old clones' .venv) and re-run" >&2; exit 1; fi
+	  echo "install: only $$free GiB free on $$mount, need $(INSTALL_MIN_FREE_GIB) GiB for torch and its libraries: free some space (e.g. old clones' .venv) and re-run" >&2; exit 1; fi
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' > $(VENV)/pip.log 2>&1 \
 	  || { grep -v "^WARNING: Location" $(VENV)/pip.log | tail -20 >&2; \
