@@ -32,8 +32,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]  # the GPU machine has n
 os.environ["BETASCHED_TRACKING"] = "files"  # as on the GPU machine, which has no MLflow
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
 
+# channels_last off at width 4: oneDNN's AVX2 kernels crash on it (training.device.channels_last_unsafe)
 TINY = {"model": {"width": 4}, "train": {"epochs": 1, "batch_size": 64, "eval_every": 5, "warmup_epochs": 0.2,
-                                         "keep_points": 1, "threads": 1},
+                                         "keep_points": 1, "threads": 1, "channels_last": False},
         "data": {"n_train": 1000, "n_val": 200, "n_test": 500},
         "matrix": {"schedules": ["constant", "beta"], "controls": []},
         "repair": {"steps": 5, "batch_size": 64, "n_random": 2}, "scan": {"batch_size": 32, "steps": 3, "samples": 3}}

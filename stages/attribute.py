@@ -11,12 +11,14 @@ from betasched.pipeline.params import load_params
 from betasched.pipeline.study import (ATTRIBUTION_DIR, attribute_run, attribution_settings, compute_device,
                                      studied_runs, training_run_id)
 from betasched.training.data import load_prepared
+from betasched.training.device import pin_cpu_isa
 
 
 @one_line_errors
 def attribute_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    pin_cpu_isa(params["train"]["cpu_isa"])  # before torch computes: bf16 bytes follow the CPU class
     check_writable(".", "plots")
     entries = studied_runs(params)
     attribution_settings(params)  # checked before anything is written

@@ -1,5 +1,7 @@
-"""Stage check: every params section checked before any stage runs, so that a bad value, or a
-matrix name that DVC would paste into a shell command, stops the pipeline before it starts."""
+"""Stage check: every params section checked before any stage runs, so that a bad value stops the
+pipeline before it starts. It is not the guard against shell code in a name: `dvc repro -s` skips
+it, so no name of params.yaml is pasted into a command (the train stages read their run from
+params.yaml by $DVC_STAGE), and each stage checks what it uses."""
 from betasched.core.files import check_writable, write_text
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.compose import check_all

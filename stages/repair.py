@@ -1,16 +1,21 @@
 """Stage repair: retrain the flagged groups and every control arm; score on the test set."""
+from betasched.pipeline.cli import declare_outputs
+
+# first, before the libraries below load (seconds): Ctrl-C or SIGTERM meanwhile is one line, exit 130
+declare_outputs("metrics/repair.csv", "plots/repair.png", "plots/data/repair.csv", "metrics/repair.json")
+
 import time
 
-from betasched.analysis import plots
 from betasched.analysis.records import RepairModel, RepairRecord
 from betasched.core.controls import build_arms
-from betasched.core.files import atomic_path, check_writable
+from betasched.core.files import check_writable
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
 from betasched.pipeline.study import compute_device, studied_runs
-from betasched.pipeline.treat import SPLITS, arm_table, log_arm, repair_budget, run_arms
+from betasched.pipeline.treat import SPLITS, log_arm, repair_budget, run_arms, write_outputs
 from betasched.training.data import load_prepared
+from betasched.training.device import pin_cpu_isa
 from betasched.training.model import load_model
 
 
@@ -18,6 +23,7 @@ from betasched.training.model import load_model
 def repair_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    pin_cpu_isa(params["train"]["cpu_isa"])  # before torch computes
     check_writable("metrics", "plots", "plots/data")
     cfg, k = params["repair"], params["attribution"]["k"]
     entries = studied_runs(params)
@@ -31,15 +37,11 @@ def repair_stage() -> None:
         for entry, record, budget in zip(entries, records, budgets):
             arms = build_arms(record.scores, record.param_counts, record.problem_layers, k, cfg["n_random"],
                               entry.seed)
-            results = run_arms(load_model(entry.dir / "model.pt", device), record, data, budget, arms, device,
+            model = load_model(entry.dir / "model.pt", device, entry.rerun)  # checked against its recorded sha256
+            results = run_arms(model, record, data, budget, arms, device,
                                cfg["upweight_errors"], on_arm=lambda r, run=entry.run: log_arm(run, r))
             models.append(RepairModel(entry.run, entry.optimizer, entry.seed, record.problem_layers, results))
-        table = arm_table(models)
-        plots.repair_bars(table, "plots/repair.png")
-        plots.write_csv(table.assign(arm=table["run"] + "/" + table["arm"])[["arm", "net"]], "plots/data/repair.csv")
-        with atomic_path("metrics/repair.csv") as tmp:
-            table.to_csv(tmp, index=False)
-        RepairRecord(params["schedule"], SPLITS, cfg, k, len(data["y_test"]), models).save("metrics/repair.json")
+        table = write_outputs(RepairRecord(params["schedule"], SPLITS, cfg, k, len(data["y_test"]), models))
         tracking.log_metrics({f"net.{r.run}.{r.arm}": r.net for r in table.itertuples()})  # chartable in the UI
         tracking.log_artifacts(["metrics/repair.json", "metrics/repair.csv", "plots/repair.png"])
     timings.record("stage", "repair", {"wall_seconds": time.perf_counter() - start})

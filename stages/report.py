@@ -1,4 +1,9 @@
 """Stage report: REPORT.md with every claim's direction and magnitude verdicts, and its figures."""
+from betasched.pipeline.cli import declare_outputs
+
+# first, before the libraries below load (seconds): Ctrl-C or SIGTERM meanwhile is one line, exit 130
+declare_outputs("REPORT.md", "plots/momentum_schedules.png", "metrics/claims.json", "metrics/summary.json")
+
 import json
 import time
 
@@ -6,7 +11,7 @@ from betasched.analysis import plots
 from betasched.analysis.claims import claim_rows, summary_metrics
 from betasched.analysis.compare import long_frames
 from betasched.analysis.records import load_overlap, load_repair
-from betasched.analysis.report import claims_table, render
+from betasched.analysis.report import claims_table, cpu_classes, render
 from betasched.core.files import check_writable, write_json, write_text
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
@@ -31,7 +36,8 @@ def report_stage() -> None:
     _, steps = long_frames(runs)
     plots.momentum_schedules(steps, "plots/momentum_schedules.png")
     meta = {"data_copy": manifest["data_copy"], "data_sha256": manifest["data_sha256"], "device": runs[0].device,
-            "precision": f"{runs[0].precision} / {runs[0].threads}", "targets": targets, "min_seeds": min_seeds}
+            "precision": f"{runs[0].precision} / {runs[0].threads}", "cpu_class": cpu_classes(runs),
+            "targets": targets, "min_seeds": min_seeds}
     write_text("REPORT.md", render(claims, runs, overlap, repair, params, dict(meta, damping=damping)))
     write_json("metrics/claims.json", {"claims": claims, "preset": params["preset"], **meta})
     summary = summary_metrics(claims)

@@ -12,12 +12,14 @@ from betasched.pipeline.params import load_params
 from betasched.pipeline.scan import regime_fractions, scan_runs, scan_settings
 from betasched.pipeline.study import compute_device
 from betasched.training.data import load_prepared
+from betasched.training.device import pin_cpu_isa
 
 
 @one_line_errors
 def scan_stage() -> None:
     start = time.perf_counter()
     params = load_params()
+    pin_cpu_isa(params["train"]["cpu_isa"])  # before torch computes: bf16 bytes follow the CPU class
     settings = scan_settings(params)
     check_writable("metrics", "plots", "plots/data")
     device = compute_device(params, "scan")

@@ -7,6 +7,7 @@ from betasched.core.files import check_writable, write_json
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import TARGETS_FILE, load_params
 from betasched.pipeline.runs import run_pilots
+from betasched.training.device import pin_cpu_isa
 
 PILOT_DIR = "targets/pilot"
 
@@ -14,6 +15,7 @@ PILOT_DIR = "targets/pilot"
 @one_line_errors
 def targets_stage() -> None:
     params = load_params()
+    pin_cpu_isa(params["train"]["cpu_isa"])  # before torch computes: bf16 bytes follow the CPU class
     rule = rule_from_params(params)
     check_writable("targets")
     finals = run_pilots(params, rule.reference, list(rule.pilot_seeds) if rule.rule == "pilot" else [], PILOT_DIR)

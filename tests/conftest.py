@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def make_repo(dest: Path, preset: str = "smoke") -> Path:
             shutil.copy2(src, dest / f)
     (dest / "data/raw").mkdir(parents=True, exist_ok=True)
     cfg = dest / "conf/config.yaml"
-    cfg.write_text(cfg.read_text().replace("  - preset: laptop", f"  - preset: {preset}"))
+    # any default: `make params PRESET=x` records x there (betasched.pipeline.compose.record_preset)
+    cfg.write_text(re.sub(r"(?m)^  - preset: \S+", f"  - preset: {preset}", cfg.read_text(), count=1))
     for p in ("dvc.lock", "metrics/compare.json"):
         (dest / p).unlink(missing_ok=True)
     env = env_with_venv()
@@ -52,6 +54,19 @@ def smoke_repo(tmp_path):
     return make_repo(tmp_path / "repo")
 
 
+def sgd_repo(dest: Path, **train) -> Path:
+    """A prepared smoke repo training SGD constant and beta only, with ``train`` settings
+    (epochs, checkpoint_every) long enough for a test to interrupt it."""
+    import yaml
+
+    repo = make_repo(dest)
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["train"].update(train)
+    p["matrix"].update(optimizers=["sgd"], schedules=["constant", "beta"])
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    return prepare_repo(repo)
+
+
 def prepare_repo(repo: Path) -> Path:
     """The data and the targets of a smoke repo, as `dvc repro targets` makes them."""
     for stage in ("prepare", "targets"):
@@ -62,8 +77,9 @@ def prepare_repo(repo: Path) -> Path:
 
 # Longest files first: `make test` hands whole files to 2 workers (pytest-xdist --dist loadfile),
 # and a long file started last would run alone at the end.
-LONGEST_FIRST = ("test_pipeline.py", "test_reliability.py", "test_lifecycle.py", "test_launch_paths.py",
-                 "test_bad_input.py", "test_distributed.py", "test_gpu_check.py", "test_bench.py")
+LONGEST_FIRST = ("test_pipeline.py", "test_reliability.py", "test_reliability_state.py", "test_lifecycle.py",
+                 "test_launch_paths.py", "test_bad_input.py", "test_empty_results.py", "test_cpu_isa.py",
+                 "test_distributed.py", "test_gpu_check.py", "test_bench.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -187,6 +187,29 @@ CASES = [
      PREPARE, "cifar-10-python.tar.gz"),
     ("corrupt jpeg archive", lambda p: p["data"].update(source="imagefolder", archive="params.yaml"),
      PREPARE, "corrupt or truncated"),
+    # issue 20: long or escaped names, bounds that fit memory and the seeding functions
+    ("100,000-character schedule name", _set("matrix.schedules", ["constant", "s" * 100_000]), CHECK,
+     "unknown schedule 'ssssssss"),
+    ("100,000-character key", _set("train." + "k" * 100_000, 1), CHECK, "unknown key train.kkkkkkkk"),
+    ("ANSI escape in a key", _set("train.\x1b[2J\x1b[31mepochs", 3), CHECK, r"unknown key train.\x1b[2J\x1b[31mepochs"),
+    ("ANSI escape in a schedule name", _set("matrix.schedules", ["constant", "\x1b[31mred"]), CHECK,
+     r"unknown schedule '\x1b[31mred'"),
+    ("quote in a schedule name", _set("matrix.schedules", ["constant", "x';touch PWNED;'"]), CHECK,
+     "unknown schedule \"x';touch PWNED;'\""),
+    ("split seed above 2**32-1", _set("data.split_seed", 2**64), PREPARE,
+     "data.split_seed=18446744073709551616 must be an integer in [0, 4294967295]"),
+    ("synthetic size beyond memory", _set("data.synthetic_size", 10**9), CHECK,
+     "data.synthetic_size=1000000000 must be an integer in [10, 60000]"),
+    ("width beyond memory", _set("model.width", 10**6), CHECK, "model.width=1000000 must be an integer in [1, 1024]"),
+    ("seed above 2**32-1", _set("matrix.seeds", [4294967296]), CHECK,
+     "matrix.seeds entry=4294967296 must be an integer in [0, 4294967295]"),
+    ("pilot seed above 2**32-1", _set("targets.pilot_seeds", [2**32]), CHECK,
+     "targets.pilot_seeds entry=4294967296 must be an integer in [0, 4294967295]"),
+    ("epochs 1e12", _set("train.epochs", 10**12), CHECK, "train.epochs=1000000000000 must be an integer in [1, 10000]"),
+    ("onecycle mu_max below mu_min", _set("momentum.onecycle", {"mu_max": 0.8, "mu_min": 0.9}), CHECK,
+     "mu_max=0.8 is below mu_min=0.9"),
+    ("onecycle mu_min above the default mu_max", _set("momentum.onecycle", {"mu_min": 0.97}), CHECK,
+     "mu_max=0.95 is below mu_min=0.97"),
 ]
 
 
@@ -217,6 +240,21 @@ ARG_CASES = [
     ("missing argument", ["stages/train.py", "--optimizer", "sgd"], "the following arguments are required"),
     ("bad --jobs", ["-m", "betasched.pipeline.parallel", "--jobs", "zero"], "--jobs='zero' must be"),
     ("unknown preset at compose time", ["-m", "betasched.pipeline.compose", "preset=huge"], "preset/huge"),
+    # issue 20: the stage name DVC passes ($DVC_STAGE), long names, seeds beyond numpy's seeding
+    ("stage name with shell code", ["stages/train.py", "--stage", "train@sgd-x';touch PWNED;'-0"],
+     "--stage \"train@sgd-x';touch PWNED;'-0\" is not a stage name"),
+    ("stage not in the matrix", ["stages/train.py", "--stage", "train@sgd-warp-0"],
+     "--stage 'train@sgd-warp-0' is not a stage of params.yaml's matrix"),
+    ("stage and run arguments both", ["stages/train.py", "--stage", "train@sgd-beta-0", "--seed", "1"],
+     "--stage takes no --optimizer, --schedule, --seed or --lam"),
+    ("100,000-character schedule argument", ["stages/train.py", "--optimizer", "sgd", "--schedule", "s" * 100_000,
+                                             "--seed", "0"], "(100,000 characters)"),
+    ("seed argument above 2**32-1", ["stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed",
+                                     "4294967296"], "seed=4294967296 must be an integer in [0, 4294967295]"),
+    ("shell in a name at compose time", ["-m", "betasched.pipeline.compose", "schedule='x;touch pwned'"],
+     "unknown schedule 'x;touch pwned'"),
+    ("100,000-character preset at compose time", ["-m", "betasched.pipeline.compose", "preset=" + "p" * 100_000],
+     "(100,007 characters)"),
 ]
 
 
@@ -347,6 +385,24 @@ def _tarball(path, members, mode="w:gz"):
     return path
 
 
+
+def _prepare_refuses(repo, archive, capfd, monkeypatch, expected) -> str:
+    """prepare on ``archive`` (an ImageFolder tarball): one line naming ``expected``, exit 2, and
+    the repo as it was; returns stderr."""
+    original = edit_params(repo, lambda p: p["data"].update(source="imagefolder", archive=str(archive), n_train=None,
+                                                             n_val=10, n_test=10))
+    before = snapshot(repo)
+    try:
+        code, err = run_inproc(repo, PREPARE, capfd, monkeypatch)
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert_one_line(code, err, expected)
+    after = snapshot(repo)
+    after[Path("params.yaml")] = before[Path("params.yaml")]
+    assert before == after
+    return err
+
+
 @pytest.mark.parametrize("name,members,expected", [
     ("huge image", [("train/airplane/0000.png", (10000, 10000))], "is 10000x10000, not CIFAR's 32x32"),
     ("decompression bomb", [("train/airplane/0000.png", (15000, 15000))], "not a readable 32x32 image"),
@@ -364,17 +420,7 @@ def test_hostile_archives_are_refused_before_decoding(repo, capfd, monkeypatch, 
     archive = _tarball(tmp_path / "hostile.tar.gz", blobs)
     assert archive.stat().st_size < 2_000_000
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    original = edit_params(repo, lambda p: p["data"].update(source="imagefolder", archive=str(archive), n_train=None,
-                                                             n_val=10, n_test=10))
-    before = snapshot(repo)
-    try:
-        code, err = run_inproc(repo, PREPARE, capfd, monkeypatch)
-    finally:
-        (repo / "params.yaml").write_text(original)
-    assert_one_line(code, err, expected)
-    after = snapshot(repo)
-    after[Path("params.yaml")] = before[Path("params.yaml")]
-    assert before == after
+    _prepare_refuses(repo, archive, capfd, monkeypatch, expected)
     # Peak memory grew by less than 200 MB (a 10000^2 RGB image decoded is 300 MB).
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 200_000
 
@@ -482,5 +528,304 @@ def test_shell_injection_never_runs_through_dvc(repo, tmp_path):
     assert not pwned.exists()
 
 
+def test_shell_injection_through_dvc_repro_s(repo):
+    """Issue 20: `dvc repro -s` skips the check stage, and a quote in a name broke dvc.yaml's
+    '${item.schedule}' quoting (the test above gives plain `dvc repro`, whose check stage stops it, a
+    name without a quote). The exact steps of the issue: no name reaches the shell, the stage fails
+    with one line, and nothing of the repo changes."""
+    name = "x';touch PWNED;'"
+
+    def edit(p):
+        p["matrix"]["schedules"] = ["constant", name]
+        p["momentum"][name] = {"mu0": 0.9}
+
+    before = snapshot(repo)
+    original = edit_params(repo, edit)
+    try:
+        out = subprocess.run(["dvc", "repro", "-s", f"train@sgd-{name}-0"], cwd=repo, env=env_with_venv(),
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        (repo / "params.yaml").write_text(original)
+        pwned = (repo / "PWNED").exists()
+        (repo / "PWNED").unlink(missing_ok=True)
+    assert not pwned, out.stdout + out.stderr
+    assert out.returncode != 0
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and name in errors[0], out.stderr
+    after = snapshot(repo)
+    after[Path("params.yaml")] = before[Path("params.yaml")]
+    dvc_own = lambda snap: {p: v for p, v in snap.items() if p.parts[0] != ".dvc"}  # noqa: E731  (its lock files)
+    assert dvc_own(before) == dvc_own(after)
+
+
+def test_no_matrix_value_is_pasted_into_a_command():
+    """dvc.yaml's commands hold no `${...}`: a matrix stage's script finds its run from the stage
+    name DVC passes in $DVC_STAGE, so no name from params.yaml is ever parsed by a shell."""
+    stages = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        assert "${" not in str(stage["cmd"]), (name, stage["cmd"])
+
+
+def test_every_train_stage_name_resolves_to_its_run(repo):
+    """Each train@ / control@ / lam@ stage that DVC lists resolves, from its name alone, to the run
+    that the old `--optimizer/--schedule/--seed/--lam` arguments gave, lam as float(str(lam))."""
+    from betasched.pipeline.params import load_params, stage_run
+
+    original = edit_params(repo, lambda p: (p["ablation"].update(lams=[0.3, 3, 1e-05]),
+                                            p["matrix"].update(seeds=[0, 7])))
+    try:
+        out = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=repo, env=env_with_venv(),
+                             capture_output=True, text=True, timeout=120, check=True)
+        params = load_params(repo / "params.yaml")
+    finally:
+        (repo / "params.yaml").write_text(original)
+    names = [s for s in out.stdout.split() if s.startswith(("train@", "control@", "lam@"))]
+    got = sorted((stage_run(params, s) for s in names), key=repr)
+    m = params["matrix"]
+    want = [(o, s, seed, None) for o in m["optimizers"] for s in m["schedules"] for seed in m["seeds"]]
+    want += [("sgd", c, seed, None) for c in m["controls"] for seed in m["seeds"]]
+    want += [("sgd", "beta", seed, float(str(lam))) for lam in [0.3, 3, 1e-05] for seed in m["seeds"]]
+    assert got == sorted(want, key=repr)
+    assert len(names) == len(want)
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder"])
+def test_an_archive_that_is_not_a_regular_file_is_refused(repo, tmp_path, kind):
+    """data.archive: /dev/zero made `prepare` read forever; a FIFO blocks. One line, exit 2."""
+    target = {"/dev/zero": Path("/dev/zero"), "fifo": tmp_path / "fifo", "folder": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    original = edit_params(repo, lambda p: p["data"].update(source="imagefolder", archive=str(target)))
+    before = snapshot(repo)
+    try:
+        out = subprocess.run([sys.executable, *PREPARE], cwd=repo, capture_output=True, text=True, timeout=60,
+                             env=env_with_venv())
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert_one_line(out.returncode, out.stderr, "is not a regular file")
+    after = snapshot(repo)
+    after[Path("params.yaml")] = before[Path("params.yaml")]
+    assert before == after
+
+
+def test_a_raw_dir_outside_the_repo_is_left_as_it_was(repo, tmp_path, capfd, monkeypatch):
+    """data.raw_dir outside the repo (the snapshot cannot see it): a failed download removes every
+    folder it created, not only the last one."""
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError("offline (test)")
+
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", offline)
+    raw = tmp_path / "outside" / "a" / "b"
+    original = edit_params(repo, lambda p: p["data"].update(source="cifar10", raw_dir=str(raw)))
+    before = snapshot(repo)
+    try:
+        code, err = run_inproc(repo, PREPARE, capfd, monkeypatch)
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert_one_line(code, err, "CIFAR-10 not found and its download failed")
+    assert not (tmp_path / "outside").exists()
+    after = snapshot(repo)
+    after[Path("params.yaml")] = before[Path("params.yaml")]
+    assert before == after
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda text: text + "train:\n  epochs: 3\n", "params.yaml has the key train twice (lines "),
+    (lambda text: text.replace("train:\n", "train:\n  epochs: 3\n", 1), "params.yaml has the key train.epochs twice (lines "),
+], ids=["section", "key"])
+def test_duplicate_yaml_key_names_the_key_and_line(repo, capfd, monkeypatch, edit, expected):
+    """PyYAML keeps the last of two equal keys, where DVC refuses the file: refuse it too."""
+    original = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(edit(original))
+    try:
+        code, err = run_inproc(repo, CHECK, capfd, monkeypatch)
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert_one_line(code, err, expected)
+
+
+@pytest.mark.parametrize("member,expected", [
+    ("../train/airplane/0000.png", "'../train/airplane/0000.png' is outside the archive's folder"),
+    ("/abs/train/airplane/0000.png", "'/abs/train/airplane/0000.png' is outside the archive's folder"),
+    ("train/airplane/../../../x/train/airplane/0000.png", "is outside the archive's folder"),
+    ("train/airplane/\x1b[2J\x1b[31m0000.png", r"'train/airplane/\x1b[2J\x1b[31m0000.png' is 300,000 bytes"),
+], ids=["dot-dot", "absolute", "dot-dot inside", "ANSI escape"])
+def test_unsafe_archive_member_names(repo, capfd, monkeypatch, tmp_path, member, expected):
+    """A member named ../ or /... is not an image of the archive: refused, not counted; a name with
+    ANSI escapes is printed escaped (repr), never raw to the terminal."""
+    from betasched.training.archive import CLASSES
+
+    good = _png((32, 32))
+    blobs = [(f"train/{c}/{i:04d}.png", good) for c in CLASSES for i in range(3)]
+    blobs += [(f"test/{c}/0000.png", good) for c in CLASSES]
+    blobs.append((member, b"\0" * 300_000 if "\x1b" in member else good))
+    archive = _tarball(tmp_path / "unsafe.tar.gz", blobs)
+    err = _prepare_refuses(repo, archive, capfd, monkeypatch, expected)
+    assert "\x1b" not in err
+
+
+LONG = [(c[0], c[3], c[2], c[1]) for c in CASES if c[0].startswith("100,000")] + \
+    [(c[0], c[2], c[1], None) for c in ARG_CASES if c[0].startswith("100,000")]
+
+
+@pytest.mark.parametrize("name,expected,cmd,edit", LONG, ids=[c[0] for c in LONG])
+def test_long_names_are_cut_in_the_error(repo, name, expected, cmd, edit, capfd, monkeypatch):
+    """A 100,000-character name is shown as its first characters and its length, not whole."""
+    original = edit_params(repo, edit) if edit else None
+    try:
+        code, err = run_inproc(repo, cmd, capfd, monkeypatch)
+    finally:
+        if original is not None:
+            (repo / "params.yaml").write_text(original)
+    assert_one_line(code, err, expected)
+    assert len(err) < 400 and "characters)" in err, err[:500]
+
+
 def test_cases_cover_the_catalogue():
     assert len(CASES) + len(ARG_CASES) >= 60
+
+
+# ---- issue 20: the store, the disk, the checkpoints' folder and signals ----
+
+def test_a_corrupt_mlflow_store_is_one_line(repo):
+    """Pages of mlflow.db overwritten (its header intact): one line naming the file and the fix,
+    not sqlite's traceback; the store is left as it was. (A process of its own: this one's MLflow
+    keeps pooled connections whose page cache would not see the change.)"""
+    db = repo / "mlflow.db"
+    original = db.read_bytes()
+    data = bytearray(original)
+    for page in range(1, len(data) // 4096):
+        data[page * 4096: page * 4096 + 16] = bytes(b ^ 0xFF for b in data[page * 4096: page * 4096 + 16])
+    db.write_bytes(bytes(data))
+    before = snapshot(repo)
+    try:
+        out = subprocess.run([sys.executable, *ATTRIBUTE], cwd=repo, capture_output=True, text=True, timeout=120,
+                             env=env_with_venv())
+        after = snapshot(repo)
+    finally:
+        db.write_bytes(original)
+    assert_one_line(out.returncode, out.stderr, f"MLflow store {db} is corrupt")
+    assert f"mv {db} {db}.bad" in out.stderr
+    assert before == after
+
+
+def test_a_locked_mlflow_store_is_one_line(repo, capfd, monkeypatch):
+    """Another process holds mlflow.db locked (a `sqlite3` shell mid-transaction): one line naming
+    the file and the fix, after a bounded wait, not a traceback."""
+    import sqlite3
+    import time
+
+    from betasched.pipeline import store
+
+    monkeypatch.setattr(store, "LOCK_WAIT_S", 2.0, raising=False)
+    holder = sqlite3.connect(repo / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    before = snapshot(repo)
+    start = time.time()
+    try:
+        code, err = run_inproc(repo, ATTRIBUTE, capfd, monkeypatch)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert_one_line(code, err, f"MLflow store {repo / 'mlflow.db'} is locked by another process")
+    assert time.time() - start < 60
+    assert snapshot(repo) == before
+
+
+def _file_size_limit(limit):
+    """`ulimit -f` for the child: a write past ``limit`` bytes fails with EFBIG (SIGXFSZ ignored)."""
+    def set_limit():
+        import resource
+        import signal
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return set_limit
+
+
+@pytest.mark.parametrize("cmd,limit,env,expected", [
+    (PREPARE, 2_000_000, {}, "no space left writing data/prepared/data.pt: free space and re-run"),
+    (TRAIN, 300_000, {"BETASCHED_TRACKING": "files"}, "no space left writing {repo}/.checkpoints/sgd-beta-s0-"),
+    (TRAIN, 300_000, {}, "no space left writing {repo}/mlflow.db: free space and re-run"),
+], ids=["prepare", "train checkpoint", "train mlflow store"])
+def test_a_full_disk_is_one_line_and_leaves_no_litter(repo, cmd, limit, env, expected):
+    """A full disk (here `ulimit -f`: the same failed write, EFBIG instead of ENOSPC) while prepare or a
+    training writes: one line naming the file, exit 2, no temp file left, no output replaced."""
+    before = snapshot(repo)
+    try:
+        out = subprocess.run([sys.executable, *cmd], cwd=repo, capture_output=True, text=True, timeout=300,
+                             env=env_with_venv(**env), preexec_fn=_file_size_limit(limit))
+        after = snapshot(repo)
+    finally:
+        for leftover in (".checkpoints", "tracking", "runs"):
+            if leftover not in {p.parts[0] for p in before}:
+                shutil.rmtree(repo / leftover, ignore_errors=True)
+    # a training's progress lines go to stderr before it: the error is the one `error:` line, and the last
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert_one_line(out.returncode, errors[0], expected.format(repo=repo))
+    assert out.stderr.strip().splitlines()[-1] == errors[0]
+    assert not [p for p in after if p.name.endswith(".tmp")], sorted(map(str, after))
+    changed = {p for p in after if before.get(p) != after[p]}
+    # what may change: the store, the tracking files of BETASCHED_TRACKING=files, the empty checkpoints folder
+    assert {p for p in changed if p.parts[0] not in ("mlflow.db", "mlflow.db-journal", "tracking", ".checkpoints",
+                                                      ".pipeline-run.lock")} == set(), sorted(map(str, changed))
+    assert not list((repo / ".checkpoints").glob("*")) if (repo / ".checkpoints").exists() else True
+    if (repo / "mlflow.db-journal").exists():  # sqlite's own: the next connection rolls the failed write back
+        import sqlite3
+
+        with sqlite3.connect(repo / "mlflow.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert not (repo / "mlflow.db-journal").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root without setpriv")
+def test_read_only_checkpoints_are_found_before_training(repo):
+    """train.checkpoint_every > 0 and a read-only .checkpoints/: refused before the first step (it
+    was found at the first checkpoint, after an MLflow run had been opened and steps logged)."""
+    folder = repo / ".checkpoints"
+    created = not folder.exists()
+    folder.mkdir(exist_ok=True)
+    mode = folder.stat().st_mode
+    folder.chmod(0o555)
+    before = snapshot(repo)
+    try:
+        out = subprocess.run(_as_unprivileged([sys.executable, *TRAIN]), cwd=repo, capture_output=True, text=True,
+                             timeout=300, env=env_with_venv())
+        after = snapshot(repo)
+    finally:
+        folder.chmod(mode)
+        if created:
+            shutil.rmtree(folder)
+    assert_one_line(out.returncode, out.stderr, f"{folder} is not writable")
+    assert before == after
+
+
+def test_an_interrupted_repair_says_which_outputs_are_absent(repo, capfd, monkeypatch):
+    """SIGTERM during `dvc repro`'s repair: DVC had removed metrics/repair.* before running it, so
+    'outputs are as they were' was false; the line names the absent outputs and how to re-make them."""
+    import betasched.pipeline.study
+
+    outputs = ["metrics/repair.csv", "plots/repair.png", "plots/data/repair.csv", "metrics/repair.json"]
+    saved = {o: (repo / o).read_bytes() for o in outputs if (repo / o).exists()}
+    for o in outputs:
+        (repo / o).unlink(missing_ok=True)  # as DVC does before it runs the stage
+
+    def killed(params):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(betasched.pipeline.study, "studied_runs", killed)
+    monkeypatch.setenv("DVC_STAGE", "repair")
+    try:
+        code, err = run_inproc(repo, REPAIR, capfd, monkeypatch)
+    finally:
+        for o, blob in saved.items():
+            (repo / o).write_bytes(blob)
+    line = err.strip().splitlines()[-1] if err.strip() else ""
+    assert_one_line(code, err, "interrupted (SIGTERM)", exit_code=130)
+    assert "as they were" not in line
+    for o in outputs:
+        assert o in line, line
+    assert "`dvc repro` re-makes them" in line

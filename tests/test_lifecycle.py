@@ -10,9 +10,8 @@ import time
 
 import psutil
 import pytest
-import yaml
 
-from conftest import env_with_venv, make_repo, prepare_repo
+from conftest import env_with_venv, sgd_repo
 
 STAGE = "train@sgd-beta-0"
 TRAIN = [sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
@@ -22,13 +21,7 @@ TRAIN = [sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", 
 def repo(tmp_path_factory):
     """Smoke, 2 schedules of SGD, 6 epochs (168 steps) with a checkpoint every 20 steps: long
     enough to be interrupted between its first checkpoint and its end."""
-    repo = make_repo(tmp_path_factory.mktemp("life") / "repo")
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    p["train"].update(epochs=6, checkpoint_every=20)
-    p["matrix"].update(optimizers=["sgd"], schedules=["constant", "beta"])
-    (repo / "params.yaml").write_text(yaml.safe_dump(p))
-    prepare_repo(repo)
-    return repo
+    return sgd_repo(tmp_path_factory.mktemp("life") / "repo", epochs=6, checkpoint_every=20)
 
 
 def _start(repo, cmd):

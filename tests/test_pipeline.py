@@ -151,20 +151,45 @@ def test_exp_run_studies_another_schedule_from_cache(repo):
     assert json.loads((repo / "metrics/overlap.json").read_text())["schedule"] == "hybrid"
 
 
+def _status_after_edit(repo, old: str, new: str) -> dict:
+    """`dvc status --json` with params.yaml edited (``old`` -> ``new``), then params.yaml restored."""
+    params = repo / "params.yaml"
+    original = params.read_text()
+    assert old in original
+    params.write_text(original.replace(old, new))
+    try:
+        return json.loads(dvc(repo, "status", "--json"))
+    finally:
+        params.write_text(original)
+
+
 def test_a_schedule_option_invalidates_only_that_schedules_runs(repo):
     """Per-run caching: DVC sees momentum.demon's change in the demon runs and nowhere else
     among the trainings (compare and the stages after it follow their inputs)."""
-    params = repo / "params.yaml"
-    original = params.read_text()
-    params.write_text(original.replace("beta0: 0.9", "beta0: 0.8"))
-    try:
-        status = json.loads(dvc(repo, "status", "--json"))
-    finally:
-        params.write_text(original)
+    status = _status_after_edit(repo, "beta0: 0.9", "beta0: 0.8")
     stale = sorted(s for s in status if s.startswith("dvc.yaml:train@") or s.startswith("train@"))
     assert stale and all("-demon-" in s for s in stale), stale
     assert len(stale) == 2  # sgd and adam, one seed
     assert json.loads(dvc(repo, "status", "--json")) == {}
+
+
+def test_the_cpu_pin_is_part_of_every_computing_stages_cache_key(repo):
+    """train.cpu_isa changes bf16's last bits: DVC re-runs every stage that computes with torch."""
+    status = _status_after_edit(repo, "  cpu_isa: auto\n", "  cpu_isa: avx2\n")
+    stale = {s.split(":")[-1].split("@")[0] for s in status}
+    assert {"targets", "train", "control", "attribute", "repair", "scan"} <= stale, stale
+
+
+def test_each_run_records_its_cpu_class_and_the_report_names_it(repo):
+    import torch
+
+    metrics = json.loads((repo / "runs/sgd-beta-s0/metrics.json").read_text())
+    assert metrics["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert metrics["onednn_isa_limit"] and isinstance(metrics["bf16_native"], bool)
+    assert metrics["bf16_native"] == (metrics["precision"] == "bf16" and metrics["onednn_isa_limit"] in (
+        "ALL", "AVX512_CORE_BF16", "AVX512_CORE_AMX"))
+    report = (repo / "REPORT.md").read_text()
+    assert f"| CPU class (runs) | {metrics['cpu_capability']} kernels, oneDNN cap {metrics['onednn_isa_limit']}" in report
 
 
 def test_dvc_plots_show_renders_every_declared_plot(repo):

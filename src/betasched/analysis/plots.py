@@ -37,18 +37,38 @@ def momentum_vs_step(steps: pd.DataFrame, path) -> None:
     _save(g.figure, path)
 
 
+def steps_to_target_title(table: pd.DataFrame) -> str:
+    """What the steps-to-target figure shows, in words: the targets no arm reached are named."""
+    missing = table[table["median_steps"].isna()]
+    if len(missing) == len(table):
+        return "no run reached any target"
+    if not len(missing):
+        return "median steps to target"
+    return "not reached: " + ", ".join(f"{r.optimizer}/{r.schedule}@{r.target:g}" for r in missing.itertuples())
+
+
+def _empty(title: str, path) -> None:
+    """A figure that says there is nothing to draw (DVC still gets its output; a reader sees why)."""
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, title, ha="center", va="center", fontsize=12, transform=ax.transAxes, wrap=True)
+    _save(fig, path)
+
+
 def steps_to_target(table: pd.DataFrame, path) -> None:
-    """Median steps to each target per schedule; unreached targets are marked, not drawn."""
+    """Median steps to each target per schedule; unreached targets are named in the title, not drawn
+    (no bar at all: the figure says so)."""
     data = table.dropna(subset=["median_steps"])
+    title = steps_to_target_title(table)
+    if data.empty:
+        _empty(title, path)
+        return
     g = sns.catplot(data=data, x="schedule", y="median_steps", hue="target", col="optimizer",
                     kind="bar", height=3.5, aspect=1.3, sharey=False)
     g.set_axis_labels("schedule", "median steps to target")
     for ax in g.axes.flat:
         ax.tick_params(axis="x", rotation=30)
-    missing = table[table["median_steps"].isna()]
-    if len(missing):
-        g.figure.text(0.01, 0.01, "not reached: " + ", ".join(
-            f"{r.optimizer}/{r.schedule}@{r.target}" for r in missing.itertuples()), fontsize=7)
+    g.figure.suptitle(title, fontsize=7 if title.startswith("not reached") else 10, wrap=True)
     _save(g.figure, path)
 
 
@@ -143,9 +163,10 @@ def data_files(evals: pd.DataFrame, steps: pd.DataFrame, table: pd.DataFrame, fo
     frames = {
         "test_accuracy.csv": grid.assign(run=label(grid))[["step", "test_acc", "run"]],
         "schedule.csv": steps.assign(run=label(steps))[["step", "momentum", "effective_lr", "lr_applied", "run"]],
-        "steps_to_target.csv": table.dropna(subset=["median_steps"]).assign(
-            arm=lambda t: t["optimizer"] + "/" + t["schedule"] + " @" + t["target"].map("{:g}".format))[
-            ["arm", "median_steps"]],
+        # the arm label is made before the unreached rows are dropped: none may be left (a header alone)
+        "steps_to_target.csv": table.assign(
+            arm=table["optimizer"] + "/" + table["schedule"] + " @" + table["target"].map("{:g}".format)).dropna(
+            subset=["median_steps"])[["arm", "median_steps"]],
     }
     out = []
     for name, frame in frames.items():

@@ -56,6 +56,10 @@ class RunRecord:
     data_copy: str
     device: str
     eval_split: str = "test"
+    # the CPU class (training.device.cpu_class), which decides bf16's last bits; None in older runs
+    cpu_capability: str | None = None
+    onednn_isa_limit: str | None = None
+    bf16_native: bool | None = None
     evals: pd.DataFrame = field(default=None, repr=False, compare=False)
     steps: pd.DataFrame = field(default=None, repr=False, compare=False)
     target_seconds: dict = field(default_factory=dict, compare=False)  # wall clock, when known
@@ -67,6 +71,13 @@ class RunRecord:
     def summary(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.name not in ("evals", "steps", "target_seconds")}
+
+    def cpu_class(self) -> str:
+        """'AVX512 kernels, oneDNN cap ALL, bf16 native': what the run's bytes hold for."""
+        if self.cpu_capability is None:
+            return "not recorded"
+        bf16 = "bf16 native" if self.bf16_native else ("bf16 emulated" if self.precision == "bf16" else self.precision)
+        return f"{self.cpu_capability} kernels, oneDNN cap {self.onednn_isa_limit}, {bf16}"
 
 
 def load_run(folder: str | Path, timing: str | Path | None = None) -> RunRecord:

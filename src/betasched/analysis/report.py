@@ -194,10 +194,19 @@ def _provenance(params, meta) -> list[str]:
     return ["## Provenance", _table(["item", "value"], [
         ["preset", params["preset"]], ["data copy", meta["data_copy"]],
         ["data sha256", meta.get("data_sha256", "n/a")[:16]], ["device", meta["device"]],
-        ["precision / threads per run", meta["precision"]], ["torch", _version("torch")],
+        ["precision / threads per run", meta["precision"]], ["CPU class (runs)", meta["cpu_class"]],
+        ["CPU pin (train.cpu_isa)", params.get("train", {}).get("cpu_isa", "auto")], ["torch", _version("torch")],
         ["python", platform.python_version()],
     ]), "The git commit of each run is an MLflow tag; wall times are printed by `make repro` "
         "(`python -m betasched.pipeline.timings`) and kept in `timings/`, outside DVC's outputs."]
+
+
+def cpu_classes(runs) -> str:
+    """The CPU classes the runs were trained on, with their counts: bytes are equal only within one."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.cpu_class()] = counts.get(r.cpu_class(), 0) + 1
+    return "; ".join(f"{c} ({n})" for c, n in counts.items()) or "no run"
 
 
 def _mean(xs):

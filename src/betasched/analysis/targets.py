@@ -35,7 +35,7 @@ class TargetRule:
         if seeds:
             checks.unique(seeds, "targets.pilot_seeds")
         for s in seeds:
-            checks.integer(s, "targets.pilot_seeds entry", low=0)
+            checks.seed(s, "targets.pilot_seeds entry")
         if self.rule == "pilot" and not seeds:
             raise ConfigError("targets.rule=pilot needs targets.pilot_seeds: list seeds that no verdict uses")
         checks.choice(self.reference, "targets.reference", SCHEDULES)

@@ -7,12 +7,32 @@ not mkstemp's private 0600.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+# A write that found no room: a full disk, a full quota, a file size limit (`ulimit -f`).
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def no_space(path: str | Path) -> str:
+    """The one line for a write that found no room."""
+    return f"no space left writing {path}: free space and re-run"
+
+
+def _name_the_output(exc: OSError, tmp: Path, path: Path) -> None:
+    """A full disk names the output being written, not its temp name (nor nothing: a buffered write's
+    error carries no file name)."""
+    if exc.errno in NO_SPACE:
+        where = Path(exc.filename) if exc.filename else None
+        if where is None or where == tmp:
+            exc.filename = str(path)
+        elif where.is_relative_to(tmp):
+            exc.filename = str(path / where.relative_to(tmp))
 
 
 def _umask() -> int:
@@ -33,6 +53,9 @@ def atomic_path(path: str | Path):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        _name_the_output(exc, Path(tmp), path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -51,6 +74,9 @@ def atomic_dir(path: str | Path):
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        _name_the_output(exc, tmp, path)
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

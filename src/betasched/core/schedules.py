@@ -6,8 +6,10 @@ that it can count how often the clip was active.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
+from .checks import escape, show
 from .errors import ConfigError, ConfigTypeError
 
 MU0 = 0.9
@@ -84,9 +86,9 @@ CURVATURE_SOURCES = ("lambda_max", "lambda_mean")
 
 
 def get_rule(name: str):
-    if name not in RULES:
+    if not isinstance(name, str) or name not in RULES:
         raise ConfigError(
-            f"unknown schedule {name!r}: choose one of {', '.join(RULES)}"
+            f"unknown schedule {show(name)}: choose one of {', '.join(RULES)}"
         )
     return RULES[name]
 
@@ -95,22 +97,29 @@ def check_options(name: str, options: dict) -> dict:
     """Reject options a rule does not take, and values outside their range."""
     get_rule(name)
     if not isinstance(options, dict):
-        raise ConfigTypeError(f"momentum.{name} must be a mapping of options, not {options!r}")
+        raise ConfigTypeError(f"momentum.{name} must be a mapping of options, not {show(options)}")
     for key, value in options.items():
         if key == "source":
             if value not in CURVATURE_SOURCES:
-                raise ConfigError(f"unknown momentum.{name}.source {value!r}: choose one of {', '.join(CURVATURE_SOURCES)}")
+                raise ConfigError(f"unknown momentum.{name}.source {show(value)}: choose one of "
+                                  f"{', '.join(CURVATURE_SOURCES)}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigTypeError(f"schedule {name!r}: {key}={value!r} must be a number")
+            raise ConfigTypeError(f"schedule {name!r}: {escape(key)}={show(value)} must be a number")
     unknown = set(options) - OPTIONS[name] - {"max_momentum"}
     if unknown:
         raise ConfigError(
-            f"schedule {name!r} takes no option {', '.join(sorted(unknown))}; "
+            f"schedule {name!r} takes no option {escape(', '.join(sorted(map(str, unknown))))}; "
             f"it takes {', '.join(sorted(OPTIONS[name] | {'max_momentum'}))}"
         )
     for key in ("mu0", "beta0", "mu_max", "mu_min", "max_momentum"):
         if key in options and not 0.0 <= float(options[key]) < 1.0:
             raise ConfigError(f"schedule {name!r}: {key}={options[key]} must be in [0, 1)")
+    if name == "onecycle":  # momentum falls from mu_max at the lowest LR to mu_min at the peak
+        defaults = inspect.signature(onecycle).parameters
+        mu_max, mu_min = (options.get(k, defaults[k].default) for k in ("mu_max", "mu_min"))
+        if mu_max < mu_min:
+            raise ConfigError(f"schedule 'onecycle': mu_max={mu_max} is below mu_min={mu_min}: mu_max must be "
+                              ">= mu_min (momentum is mu_max at the lowest LR and mu_min at the peak)")
     if "switch" in options and not 0.0 <= float(options["switch"]) <= 1.0:
         raise ConfigError(f"schedule 'hybrid': switch={options['switch']} must be in [0, 1]")
     if "lam" in options and not (math.isfinite(options["lam"]) and options["lam"] > 0):

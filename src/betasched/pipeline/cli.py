@@ -1,5 +1,6 @@
 """Command-line glue shared by the stages and tools: a user error becomes one `error:` line and
-exit 2; SIGTERM, or the death of the process that started this one, stops it as Ctrl-C does."""
+exit 2; SIGTERM, or the death of the process that started this one, stops it as Ctrl-C does, with
+one line that says which of the stage's outputs are absent or already rewritten."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,9 @@ import time
 from pathlib import Path
 
 from ..core.errors import BetaschedError
+from ..core.files import NO_SPACE, no_space
+
+_outputs: list[str] = []  # the running stage's outputs, as dvc.yaml lists them (declare_outputs)
 
 
 def _interrupt(signum, frame):
@@ -67,26 +71,95 @@ def stop_with_parent(poll: float = 0.5) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _starting(signum, frame):
+    """SIGINT / SIGTERM while a stage script still imports its libraries (declare_outputs called)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(f"error: {interrupted(signal.Signals(signum).name, _started)}", file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
+_started = time.time()
+
+
+def declare_outputs(*paths: str) -> None:
+    """The stage's outputs, as its dvc.yaml entry lists them, so that an interrupt says which are
+    absent (DVC removes them before it runs a stage) or already rewritten. Called first in a stage
+    script, before its heavy imports: Ctrl-C or SIGTERM from here to the stage's own start is one
+    line and exit code 130 too, not a traceback of the library being imported."""
+    global _started
+    _outputs[:] = paths
+    _started = time.time()
+    if threading.current_thread() is threading.main_thread():
+        for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            if signal.getsignal(sig) is default:  # not one that the caller ignores (a background job's SIGINT)
+                signal.signal(sig, _starting)
+
+
+def interrupted(sig: str, started: float) -> str:
+    """The one line of an interrupted stage: true whether DVC or a user ran it (DVC removes a stage's
+    outputs before running it; a stage run directly replaces each output whole, one by one)."""
+    stage = os.environ.get("DVC_STAGE")
+    absent = [p for p in _outputs if not os.path.exists(p)]
+    rewritten = [p for p in _outputs if p not in absent and os.stat(p).st_mtime >= started]
+    remake = "`dvc repro` re-makes them" + (f" (`dvc checkout {stage}` restores the previous ones)" if stage else "")
+    parts = []
+    if absent:
+        parts.append(f"{', '.join(absent)} absent" + (" (DVC removes a stage's outputs before running it)"
+                                                      if stage else ""))
+    if rewritten:
+        parts.append(f"{', '.join(rewritten)} already rewritten")
+    if parts:
+        detail = f"{'; '.join(parts)}: {remake}"
+    elif _outputs:
+        detail = "outputs are as they were"
+    elif stage:
+        detail = f"DVC removed the outputs of {stage} before running it: {remake}; a training resumes from its " \
+                 "last checkpoint"
+    else:
+        detail = "each output is whole, the previous one or the new one; a training resumes from its last " \
+                 "checkpoint on the next `dvc repro`"
+    return f"interrupted ({sig}): {detail}"
+
+
+def _store_problem(exc: Exception) -> BetaschedError | None:
+    """A failure of the MLflow store met mid-stage (corrupt, locked, full), as one line."""
+    if "mlflow" not in sys.modules:
+        return None
+    from .store import store_problem
+
+    return store_problem(exc)
+
+
 def one_line_errors(main):
     """Run an entry point: a BetaschedError or a file-system error becomes one line on stderr and
     exit code 2; SIGTERM / SIGINT (or a dead parent) end it with one line and exit code 130."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        started = time.time()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _interrupt)
+            if signal.getsignal(signal.SIGINT) is _starting:  # declare_outputs' guard ends here
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             stop_with_parent()
         try:
             return main(*args, **kwargs)
         except BetaschedError as exc:
             _fail(" ".join(str(exc).split()), 2)
         except OSError as exc:  # a read-only folder, a file where a folder should be, a full disk
+            if exc.errno in NO_SPACE:
+                _fail(no_space(exc.filename or "a file"), 2)
             where = f" {exc.filename}" if exc.filename else ""
             _fail(f"cannot write or read{where} ({exc.strerror or exc}): check that the path is a "
                   "writable folder or file with space left", 2)
         except KeyboardInterrupt as exc:
-            _fail(f"interrupted ({exc or 'SIGINT'}): outputs are as they were; a training resumes from its "
-                  "last checkpoint on the next `dvc repro`", 130)
+            _fail(interrupted(str(exc) or "SIGINT", started), 130)
+        except Exception as exc:
+            problem = _store_problem(exc)
+            if problem is None:
+                raise
+            _fail(" ".join(str(problem).split()), 2)
 
     return wrapper
 

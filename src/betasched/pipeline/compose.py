@@ -1,23 +1,26 @@
 """Compose params.yaml from conf/ (as `dvc exp run -S ...` does), and check every section at once.
 
-    python -m betasched.pipeline.compose preset=smoke     # write params.yaml, checked
+    python -m betasched.pipeline.compose preset=smoke     # write params.yaml, checked; smoke becomes
+                                                          # conf/config.yaml's default preset
     python -m betasched.pipeline.compose --check          # check params.yaml as it is
 
 `make repro` runs the check before DVC starts, so a bad value in a late stage's section fails in
 a second, not after the trainings; each stage still checks what it uses."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import yaml
 
+from ..core.checks import escape, show
 from ..core.errors import ConfigError
 from ..core.files import atomic_path
 from ..analysis.targets import rule_from_params
 from ..core import checks
 from ..core.schedules import SCHEDULES, check_options
-from .params import load_params, repo_root, validate
+from .params import load_params, presets, read_yaml, repo_root, validate
 from .scan import check_ablation, scan_settings
 from .study import attribution_settings
 from .treat import repair_budget
@@ -58,12 +61,35 @@ def compose_params(overrides: list[str] = (), root: str | Path | None = None) ->
                 cfg = compose(config_name="config", overrides=list(overrides))
             OmegaConf.resolve(cfg)
         except Exception as exc:  # Hydra's errors name the bad override or the missing preset
-            raise ConfigError(
-                f"cannot compose params from conf/ with {list(overrides)}: {str(exc).splitlines()[0]}"
-            ) from exc
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"cannot compose params from conf/ with [{', '.join(map(show, overrides))}]: "
+                              f"{escape(first, 120)}") from exc
         tmp.write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
         check_all(yaml.safe_load(tmp.read_text()), root)
+        record_preset(overrides, root)
     return out
+
+
+# conf/config.yaml's defaults entry of the preset group: `  - preset: laptop`
+PRESET_DEFAULT = re.compile(r"^(\s*-\s*preset:[ \t]*)([A-Za-z0-9_.-]+)", re.M)
+
+
+def record_preset(overrides, root: Path) -> None:
+    """`make params PRESET=x` (the override preset=x) makes x conf/config.yaml's default preset:
+    `dvc exp run -S schedule=hybrid` recomposes params.yaml from conf/ with its own overrides only,
+    and would otherwise switch back to the default preset without a word. Says so when it changes."""
+    chosen = [o.split("=", 1)[1].strip("'\"") for o in overrides if o.startswith("preset=")]
+    if not chosen or chosen[-1] not in presets(root):
+        return
+    cfg = root / "conf" / "config.yaml"
+    text = cfg.read_text()
+    match = PRESET_DEFAULT.search(text)
+    if match is None or match.group(2) == chosen[-1]:
+        return
+    with atomic_path(cfg) as tmp:
+        tmp.write_text(text[:match.start(2)] + chosen[-1] + text[match.end(2):], encoding="utf-8")
+    print(f"conf/config.yaml: default preset {match.group(2)} -> {chosen[-1]}, so that `dvc exp run` (which "
+          f"recomposes params.yaml from conf/) keeps it; `make params PRESET={match.group(2)}` switches back")
 
 
 def compose_plain(preset: str, root: str | Path | None = None) -> dict:
@@ -75,13 +101,13 @@ def compose_plain(preset: str, root: str | Path | None = None) -> dict:
         path = conf / "preset" / f"{name}.yaml"
         if not path.is_file():
             raise ConfigError(f"unknown preset {name!r}: conf/preset/{name}.yaml does not exist")
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = read_yaml(path) or {}
         merged: dict = {}
         for parent in [d for d in tree.pop("defaults", []) if d != "_self_"]:
             merged = _merge(merged, load(parent))
         return _merge(merged, tree)
 
-    base = yaml.safe_load((conf / "config.yaml").read_text())
+    base = read_yaml(conf / "config.yaml")
     base.pop("defaults", None)
     return _merge(base, load(preset))
 

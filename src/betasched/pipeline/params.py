@@ -5,12 +5,15 @@ of it at once by `betasched.pipeline.compose` (at compose time and first thing i
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
+import re
 from pathlib import Path
 
 import yaml
 
 from ..core import checks
+from ..core.checks import escape, show
 from ..core.errors import ConfigError
 from ..core.schedules import SCHEDULES
 from ..training.data import check_data_config
@@ -18,6 +21,10 @@ from ..training.engine import OPTIMIZERS, RunConfig
 
 SECTIONS = ("preset", "schedule", "matrix", "train", "optim", "momentum", "model", "data",
             "attribution", "repair", "targets", "stats")
+# Bounds that a run fits in: 100x the paper's 100 epochs; 16x ResNet-18's standard width of 64
+# (2.9e9 parameters, 35 GB with gradients and momentum in fp32): beyond them a typo, not a study.
+MAX_EPOCHS = 10_000
+MAX_WIDTH = 1024
 
 
 def repo_root(start: str | Path | None = None) -> Path:
@@ -48,12 +55,48 @@ def _paths(tree: dict, prefix: str = "") -> set[str]:
     return out
 
 
+def read_yaml(path: str | Path, text: str | None = None):
+    """A YAML file's data (``text``: its text, when already read). A key given twice in one mapping
+    is refused, naming the key and both lines: PyYAML would keep the last one silently, where DVC
+    refuses the file."""
+    path = Path(path)
+    loader = yaml.SafeLoader(path.read_text() if text is None else text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, path, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node, path: Path, prefix: str, visited: set) -> None:
+    if id(node) in visited:  # an alias of a node already walked
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key != "<<":
+                if key in lines:
+                    raise ConfigError(f"{escape(path, 200)} has the key {escape(prefix + key)} twice (lines "
+                                      f"{lines[key]} and {key_node.start_mark.line + 1}): keep one (DVC refuses "
+                                      "such a file)")
+                lines[key] = key_node.start_mark.line + 1
+            _refuse_duplicate_keys(value_node, path, f"{prefix}{key}." if key is not None else prefix, visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, path, prefix, visited)
+
+
 def known_keys(root: str | Path | None = None) -> set[str]:
     """Every dotted key that conf/ (the defaults and the presets) defines: the params' schema."""
     conf = Path(root or repo_root()) / "conf"
     keys = set()
     for f in [conf / "config.yaml", *sorted((conf / "preset").glob("*.yaml"))]:
-        tree = yaml.safe_load(f.read_text()) or {}
+        tree = read_yaml(f) or {}
         tree.pop("defaults", None)
         keys |= _paths(tree)
     return keys
@@ -67,7 +110,8 @@ def check_keys(params: dict, known: set[str]) -> None:
             continue
         close = difflib.get_close_matches(path, sorted(known), n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"params.yaml has an unknown key {path}{hint}: fix its name; the keys are those of conf/")
+        raise ConfigError(f"params.yaml has an unknown key {escape(path)}{hint}: fix its name; the keys are those "
+                          "of conf/")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
@@ -75,8 +119,10 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     if not path.is_file():
         raise ConfigError(f"{path} not found: run from the repo root, or `make params` to compose it")
     try:
-        params = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        params = read_yaml(path)
+    except ConfigError:  # a key given twice
+        raise
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:  # ValueError: an int of > 4,300 digits
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where} ({getattr(exc, 'problem', None) or exc}): "
@@ -111,12 +157,56 @@ def matrix_runs(params: dict) -> list[tuple[str, str, int]]:
     return runs + [("sgd", f"beta_lam{lam:g}", seed) for lam in lams for seed in m["seeds"]]
 
 
+# dvc.yaml's matrix stages that train: each axis with the params list it iterates, in dvc.yaml's order,
+# and the schedule of a stage whose matrix has no schedule axis.
+STAGE_MATRICES = {
+    "train": (("optimizer", "matrix.optimizers"), ("schedule", "matrix.schedules"), ("seed", "matrix.seeds")),
+    "control": (("schedule", "matrix.controls"), ("seed", "matrix.seeds")),
+    "lam": (("lam", "ablation.lams"), ("seed", "matrix.seeds")),
+}
+STAGE_NAME = re.compile(r"[a-z0-9_.+-]+@[a-z0-9_.+-]+")
+
+
+def _dvc_key(value) -> str:
+    """A matrix value as DVC writes it into a stage's name (dvc.parsing.interpolate.to_str)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def stage_run(params: dict, stage: str) -> tuple[str, str, int, float | None]:
+    """(optimizer, schedule, seed, lam) of a train@ / control@ / lam@ stage of dvc.yaml, found by its
+    name alone (DVC passes it in $DVC_STAGE): every run of params.yaml's matrix is named as DVC names
+    it, so that no value of params.yaml is ever pasted into a shell command."""
+    if isinstance(stage, str):
+        stage = re.sub(r"^.*dvc\.yaml:", "", stage)  # DVC's name of a stage, seen from a subfolder
+    group = stage.split("@")[0] if isinstance(stage, str) else None
+    if not isinstance(stage, str) or not STAGE_NAME.fullmatch(stage) or group not in STAGE_MATRICES:
+        raise ConfigError(f"--stage {show(stage)} is not a stage name of dvc.yaml's train, control or lam matrix "
+                          "(DVC passes it in $DVC_STAGE): `dvc stage list` names them, e.g. train@sgd-beta-0")
+    axes = STAGE_MATRICES[group]
+    lists = []
+    for _, dotted in axes:
+        section, key = dotted.split(".")
+        lists.append((params.get(section) or {}).get(key) or [])
+    for combo in itertools.product(*lists):
+        if "-".join(map(_dvc_key, combo)) == stage.split("@", 1)[1]:
+            run = dict(zip((axis for axis, _ in axes), combo))
+            lam = run.get("lam")
+            if lam is not None:
+                lam = float(checks.positive(lam, "ablation.lams entry"))
+            return run.get("optimizer", "sgd"), run.get("schedule", "beta"), run["seed"], lam
+    raise ConfigError(f"--stage {show(stage)} is not a stage of params.yaml's matrix: `dvc stage list` names "
+                      "its stages; run the stage through DVC, or give --optimizer, --schedule and --seed")
+
+
 def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(0.5,)) -> RunConfig:
     """The typed, checked settings of one training run (``targets``: those of the targets stage;
     a placeholder is enough to check the other settings)."""
     checks.choice(optimizer, "optimizer", OPTIMIZERS)
     checks.choice(schedule, "schedule", SCHEDULES)
+    checks.seed(seed, "seed")
     t, m = params["train"], params["momentum"]
+    checks.integer(t["epochs"], "train.epochs", high=MAX_EPOCHS)
+    checks.integer(params["model"]["width"], "model.width", high=MAX_WIDTH)
     o = _section(params["optim"], optimizer, f"optim.{optimizer}")
     return RunConfig(
         optimizer=optimizer, schedule=schedule, seed=seed,
@@ -128,6 +218,7 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(
         schedule_options=dict(m.get(schedule) or {}),
         device=t.get("device", "auto"), channels_last=t.get("channels_last", True),
         compile=t.get("compile", False), threads=t.get("threads", 1), precision=t.get("precision", "auto"),
+        cpu_isa=t.get("cpu_isa", "auto"),
         nproc=t.get("nproc", 1), checkpoint_every=t.get("checkpoint_every", 0),
         refine_targets=t.get("refine_targets", False), keep_points=t.get("keep_points", 0),
         progress=t.get("progress", True),
@@ -157,7 +248,7 @@ def validate(params, root: str | Path | None = None) -> None:
     schedules = checks.unique(matrix.get("schedules"), "matrix.schedules")
     seeds = checks.unique(matrix.get("seeds"), "matrix.seeds")
     for seed in seeds:
-        checks.integer(seed, "matrix.seeds entry", low=0)
+        checks.seed(seed, "matrix.seeds entry")
     controls = matrix.get("controls") or []
     if controls:
         checks.unique(controls, "matrix.controls")

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.files import atomic_dir, write_json
+from ..core.errors import CheckpointError
+from ..core.files import atomic_dir, check_writable, write_json
 from ..core.schedules import check_options
 from ..core.names import run_name
 from ..training import distributed
-from ..training.checkpoint import load_torch, require_keys, save_torch
+from ..training.checkpoint import CHECKPOINTS, load_torch, require_keys, save_torch, write_record
 from ..training.data import load_prepared
 from ..training.device import pick_device
 from ..training.engine import RunConfig, train
@@ -43,6 +44,11 @@ def code_hash(script: str = TRAIN_SCRIPT) -> str:
     return h.hexdigest()
 
 
+def retrain_command(optimizer: str, schedule: str, seed: int) -> str:
+    """The command that trains the run (optimizer, schedule, seed) of the train matrix again."""
+    return f"dvc repro -f -s train@{optimizer}-{schedule}-{seed}"
+
+
 def ablation_label(schedule: str, lam: float) -> str:
     """beta with lambda = 0.3 -> 'beta_lam0.3': the run's schedule label in its name and records."""
     return f"{schedule}_lam{lam:g}"
@@ -58,12 +64,20 @@ def run_key(cfg: RunConfig, data_sha256: str, split: str = "test") -> str:
 
 class Checkpoint:
     """.checkpoints/<name>-<key>.pt: outside DVC's outputs (DVC deletes a stage's outputs before
-    it runs); superseded ones (another key for the same run) are removed when a run starts."""
+    it runs); superseded ones (another key for the same run) are removed when a run starts.
 
-    def __init__(self, name: str, key: str):
-        self.folder = repo_root() / ".checkpoints"
+    Each holds its run's identity (name, key, optimizer, schedule, seed), checked on load, before
+    anything is logged: a file copied or renamed to another run's name is refused, never resumed."""
+
+    def __init__(self, name: str, key: str, identity: dict | None = None):
+        self.folder = repo_root() / CHECKPOINTS
         self.path = self.folder / f"{name}-{key}.pt"
         self.name = name
+        self.identity = {"name": name, "run_key": key, **(identity or {})}
+
+    def check_writable(self) -> None:
+        """Before the first step, not at the first checkpoint (an MLflow run open, steps logged)."""
+        check_writable(self.folder)
 
     def load(self) -> dict | None:
         for stale in self.folder.glob(f"{self.name}-*.pt"):
@@ -72,10 +86,19 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         rerun = f"rm {self.path} && dvc repro"
-        return require_keys(load_torch(self.path, rerun), (*STATE_KEYS, "mlflow_run_id"), self.path, rerun)
+        state = require_keys(load_torch(self.path, rerun), (*STATE_KEYS, "mlflow_run_id", "identity"), self.path,
+                             rerun)
+        if state["identity"] != self.identity:
+            held = state["identity"] if isinstance(state["identity"], dict) else {}
+            raise CheckpointError(
+                f"{self.path} holds the run {held.get('name', '?')} (key {held.get('run_key', '?')}), not "
+                f"{self.name} (key {self.identity['run_key']}): copied or renamed from another run; delete it "
+                f"(rm {self.path}) and re-run")
+        state.pop("identity")
+        return state
 
     def save(self, state: dict) -> None:
-        save_torch(self.path, state)
+        save_torch(self.path, {**state, "identity": self.identity})
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -105,7 +128,9 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
         return {}
     split = "val" if pilot else "test"
     name, key = run_name(optimizer, label, seed), run_key(cfg, manifest["data_sha256"], split)
-    ckpt = Checkpoint(name, key)
+    ckpt = Checkpoint(name, key, {"optimizer": optimizer, "schedule": label, "seed": seed})
+    if cfg.checkpoint_every:
+        ckpt.check_writable()
     state = ckpt.load()
     device = pick_device(cfg.device)
     tags = tracking.standard_tags("pilot" if pilot else "train", params["preset"], str(device), manifest["data_copy"])
@@ -123,7 +148,7 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
                        on_checkpoint=lambda st: ckpt.save({**st, "mlflow_run_id": rid}))
         summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=str(device), eval_split=split,
                        schedule=label)
-        _write_run(runs_dir / name, result, summary, None if pilot else cfg.width)
+        _write_run(runs_dir / name, result, summary, None if pilot else cfg.width, key)
         timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start, mlflow_run_id=rid,
                       resumed_from_step=state["step"] if state else None)
         timings.record("train", name, timing)
@@ -176,7 +201,7 @@ def _logged_params(cfg: RunConfig, device, params: dict, manifest: dict) -> dict
     return out
 
 
-def _write_run(folder: Path, result, summary: dict, width: int | None) -> None:
+def _write_run(folder: Path, result, summary: dict, width: int | None, key: str) -> None:
     with atomic_dir(folder) as tmp:
         if width is not None:
             save_torch(tmp / "model.pt", {"state_dict": result.model.state_dict(), "width": width, "num_classes": 10})
@@ -188,6 +213,7 @@ def _write_run(folder: Path, result, summary: dict, width: int | None) -> None:
         # a header even when empty (a run that diverged before its first evaluation)
         pd.DataFrame(result.evals, columns=["step", "test_acc", "kind"]).to_csv(tmp / "evals.csv", index=False)
         write_json(tmp / "metrics.json", summary)
+        write_record(tmp, folder.name, key)  # the run's key, and its torch files' sha256, checked at load
 
 
 

@@ -12,9 +12,9 @@ from ..core.curvature import curvature
 from ..core.damping import check_band, discrete, regime, zeta, zeta_adam
 from ..core.names import run_name
 from ..training.augment import normalize
-from ..training.checkpoint import load_torch, require_keys
+from ..training.checkpoint import load_recorded, require_keys
 from ..training.model import ResNet18
-from .runs import RUNS_DIR
+from .runs import RUNS_DIR, retrain_command
 
 CONVENTIONS = ("paper", "lambda_max", "lambda_mean")
 
@@ -48,10 +48,10 @@ def _precondition(model, second: dict, step: int, beta2: float, eps: float = 1e-
     return {named[n]: 1.0 / ((v / (1 - beta2 ** step)).sqrt() + eps) for n, v in second.items()}
 
 
-def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: dict, optimizer: str, beta2: float, device) -> dict:
+def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: dict, optimizer: str, beta2: float, device,
+               rerun: str = "dvc repro train") -> dict:
     """One kept point: the step's alpha and mu, the curvature, and zeta / regime per convention."""
-    rerun = "dvc repro train"
-    blob = require_keys(load_torch(path, rerun), ("state_dict", "width", "step"), path, rerun)
+    blob = require_keys(load_recorded(path, rerun, path.parent.parent), ("state_dict", "width", "step"), path, rerun)
     model = ResNet18(blob["width"], blob.get("num_classes", 10))
     model.load_state_dict(blob["state_dict"])
     model.to(device)
@@ -85,7 +85,7 @@ def scan_runs(params: dict, data: dict, device, runs_dir: Path = RUNS_DIR) -> li
         steps = pd.read_csv(folder / "steps.csv")
         beta2 = params["optim"].get(opt, {}).get("beta2", 0.999)
         for path in sorted((folder / "points").glob("step_*.pt")):
-            point = scan_point(path, steps, x, y, settings, opt, beta2, device)
+            point = scan_point(path, steps, x, y, settings, opt, beta2, device, retrain_command(opt, sched, seed))
             out.append({"run": folder.name, "optimizer": opt, "schedule": sched, "seed": seed, **point})
     return out
 

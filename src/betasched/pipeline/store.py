@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
+import shutil
 import socket
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from ..core.errors import TrackingError
+from ..core.files import no_space
 from .params import repo_root
 
 EXPERIMENT = "betasched"
@@ -45,12 +49,21 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
         ) from exc
 
 
+# How long a stage waits for another process's write lock on the SQLite store before it stops.
+LOCK_WAIT_S = 10.0
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def check_store(uri: str) -> None:
     """An SQLite store must be a database we can write: MLflow would silently start a new, empty
-    store over a truncated file, and fail with a long traceback on a read-only one."""
-    if not uri.startswith("sqlite:///"):
+    store over a truncated file, fail with a long traceback on a read-only one, and with another
+    after its own timeout on one that another process keeps locked."""
+    path = sqlite_path(uri)
+    if path is None:
         return
-    path = Path(uri[len("sqlite:///"):])
     if path.exists():
         with open(path, "rb") as f:
             head = f.read(16)
@@ -61,26 +74,104 @@ def check_store(uri: str) -> None:
         if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
             raise TrackingError(f"MLflow store {path} is read-only: make it and its folder writable, or set "
                                 "MLFLOW_TRACKING_URI to another store")
+        _check_unlocked(path)
     elif not os.access(path.parent, os.W_OK):
         raise TrackingError(f"cannot create the MLflow store {path}: {path.parent} is not writable")
 
 
-def relink_artifacts(uri: str, experiment: str = EXPERIMENT) -> int:
-    """Artifact paths are absolute in MLflow's store: after the repo moved (a copy, a new checkout
-    path), point the experiment and its runs at this repo's mlartifacts/. Returns the runs moved."""
-    if not uri.startswith("sqlite:///") or not Path(uri[len("sqlite:///"):]).exists():
+def _check_unlocked(path: Path) -> None:
+    """Take the store's write lock and give it back at once: a writer of the pipeline holds it for
+    milliseconds, so waiting LOCK_WAIT_S for it finds a lock that is held for good."""
+    try:
+        db = sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise store_problem(exc, path) or TrackingError(
+            f"MLflow store {path} cannot be used ({type(exc).__name__}: {exc}): move it aside "
+            f"(mv {path} {path}.bad) to start a new store, or restore it from a backup") from exc
+
+
+def _causes(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _out_of_space(path: Path) -> bool:
+    """sqlite says "disk I/O error" for a write past `ulimit -f`: is that what happened here?"""
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    size = path.stat().st_size if path.exists() else 0
+    near_limit = limit != resource.RLIM_INFINITY and size + (1 << 20) >= limit
+    return near_limit or shutil.disk_usage(path.parent).free < (1 << 20)
+
+
+def store_problem(exc: BaseException, path: Path | None = None) -> TrackingError | None:
+    """One line for a failure of the SQLite store met anywhere (opening it, a metric logged
+    mid-training): corrupt, locked, or out of space; None for any other error."""
+    path = path or sqlite_path(tracking_uri())
+    if path is None:
+        return None
+    words = " ".join(" ".join(str(e).split()) for e in _causes(exc)).lower()
+    if "malformed" in words or "not a database" in words:
+        what = "database disk image is malformed" if "malformed" in words else "file is not a database"
+        return TrackingError(f"MLflow store {path} is corrupt (sqlite: {what}): move it aside (mv {path} "
+                             f"{path}.bad) to start a new store, or restore it from a backup")
+    if "database is locked" in words:
+        return TrackingError(f"MLflow store {path} is locked by another process (waited {LOCK_WAIT_S:g} s): end "
+                             f"it (`fuser {path}` names it: a sqlite3 shell, a stuck stage, `mlflow ui`) and re-run")
+    if "database or disk is full" in words or ("disk i/o error" in words and _out_of_space(path)):
+        return TrackingError(no_space(path))
+    return None
+
+
+def artifact_home(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside an SQLite store (the repo's mlartifacts/
+    for the default store), so that clones sharing one store share its artifacts too; for a
+    server, the server's own default. Set once, through MLflow's API, when the experiment is created."""
+    path = sqlite_path(uri)
+    return (path.resolve().parent / "mlartifacts").as_uri() if path is not None else None
+
+
+def _local(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    return Path(url2pathname(parsed.path)) if parsed.scheme == "file" else None
+
+
+def relink_moved_store(uri: str, experiment) -> int:
+    """A store that moved (the repo moved, or was copied and the original deleted): its artifact
+    paths are absolute and point where nothing is any more. Then, and only then, the experiment
+    and each run whose artifact folder is gone are pointed at the store's own mlartifacts/ (MLflow
+    has no API for it: SQL). A run whose artifacts are where its record says (another clone's,
+    sharing this store) is never touched. Returns the runs moved."""
+    home, old = artifact_home(uri), experiment.artifact_location
+    old_path, home_path = _local(old or ""), _local(home or "")
+    if home is None or old_path is None or old == home or old_path.exists() or not old.endswith("/mlartifacts"):
         return 0
-    here = (repo_root() / "mlartifacts").as_uri()
-    with sqlite3.connect(uri[len("sqlite:///"):]) as db:
-        row = db.execute("SELECT experiment_id, artifact_location FROM experiments WHERE name = ?",
-                         (experiment,)).fetchone()
-        if row is None or row[1] == here or not row[1].endswith("/mlartifacts"):
-            return 0
-        old = row[1]
-        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (here, row[0]))
-        moved = db.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE experiment_id = ? "
-                           "AND artifact_uri LIKE ?", (here, len(old) + 1, row[0], old + "%")).rowcount
+    moved = 0
+    with sqlite3.connect(sqlite_path(uri), timeout=LOCK_WAIT_S) as db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                   (home, experiment.experiment_id))
+        rows = db.execute("SELECT run_uuid, artifact_uri FROM runs WHERE experiment_id = ? AND artifact_uri LIKE ?",
+                          (experiment.experiment_id, old + "/%")).fetchall()
+        for run_id, artifact_uri in rows:
+            if not _local(artifact_uri).exists() and (home_path / artifact_uri[len(old) + 1:]).exists():
+                db.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?",
+                           (home + artifact_uri[len(old):], run_id))
+                moved += 1
     return moved
+
+
+def process_tags() -> dict:
+    """Which process holds a run: its host, pid and the pid's start (a reused pid is another process)."""
+    import psutil
+
+    return {"host": socket.gethostname(), "pid": str(os.getpid()), "pid_start": f"{psutil.Process().create_time():.2f}"}
 
 
 def close_dead_runs(experiment_id: str) -> list[str]:
@@ -95,8 +186,12 @@ def close_dead_runs(experiment_id: str) -> list[str]:
             continue
         pid = int(tags["pid"])
         try:
-            alive = psutil.Process(pid).create_time() * 1000 <= r.info.start_time + 1000
-        except psutil.Error:
+            started = psutil.Process(pid).create_time()
+            if tags.get("pid_start"):  # the process that holds the run now (it may have resumed an older run)
+                alive = abs(started - float(tags["pid_start"])) < 0.05
+            else:  # tagged before pid_start existed: a process no younger than the run
+                alive = started * 1000 <= r.info.start_time + 1000
+        except (psutil.Error, ValueError):
             alive = False
         if not alive:
             client.set_terminated(r.info.run_id, "KILLED")
@@ -105,31 +200,36 @@ def close_dead_runs(experiment_id: str) -> list[str]:
 
 
 def setup(experiment: str = EXPERIMENT) -> str:
-    """Point MLflow at the store and create the experiment once; returns the experiment id."""
+    """Point MLflow at the store and create the experiment once; returns the experiment id. What
+    killed processes left behind goes here: their runs left RUNNING, their checkpoints of runs that
+    finished anyway (restored from DVC's run cache)."""
     import mlflow
 
+    from ..training.checkpoint import remove_finished_checkpoints
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # after import: mlflow sets its own level
+    # It logs a store's database errors with their traceback, then raises them: they end as one line here.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri()
     check_reachable(uri)
     check_store(uri)
-    relink_artifacts(uri, experiment)
     mlflow.set_tracking_uri(uri)
+    remove_finished_checkpoints(repo_root())
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is not None:
+            relink_moved_store(uri, exp)
             close_dead_runs(exp.experiment_id)
             if exp.tags.get(KIND_TAG) != KIND:
                 mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
             return exp.experiment_id
-        location = None
-        if uri.startswith("sqlite:"):
-            # Absolute, so runs from DVC temp copies land beside the repo's own store.
-            location = (repo_root() / "mlartifacts").as_uri()
         try:
-            return mlflow.create_experiment(experiment, artifact_location=location, tags={KIND_TAG: KIND})
+            # Absolute, so runs from DVC temp copies land beside the repo's own store.
+            return mlflow.create_experiment(experiment, artifact_location=artifact_home(uri), tags={KIND_TAG: KIND})
         except Exception:  # created by a parallel process in the meantime
             return mlflow.get_experiment_by_name(experiment).experiment_id
     except TrackingError:
         raise
     except Exception as exc:
-        raise TrackingError(f"MLflow store {uri} cannot be used ({type(exc).__name__}: {str(exc)[:150]})") from exc
+        raise store_problem(exc) or TrackingError(
+            f"MLflow store {uri} cannot be used ({type(exc).__name__}: {str(exc)[:150]})") from exc

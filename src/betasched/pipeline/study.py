@@ -15,7 +15,7 @@ from ..training.device import pick_device, set_threads
 from ..training.model import GROUPS, load_model
 from . import tracking
 from .params import load_targets, run_config
-from .runs import RUNS_DIR, run_key
+from .runs import RUNS_DIR, retrain_command, run_key
 
 ATTRIBUTION_DIR = Path("attribution")
 
@@ -27,6 +27,11 @@ class StudiedRun:
     schedule: str
     run: str
     dir: Path
+
+    @property
+    def rerun(self) -> str:
+        """The command that trains this model again."""
+        return retrain_command(self.optimizer, self.schedule, self.seed)
 
     def attribution(self, folder: Path = ATTRIBUTION_DIR) -> AttributionRecord:
         return load_attribution(folder / f"{self.run}.json")
@@ -68,7 +73,7 @@ def training_run_id(params: dict, entry: StudiedRun, data_sha256: str) -> str | 
 
 def attribute_run(entry: StudiedRun, data: dict, params: dict, device) -> AttributionRecord:
     settings = attribution_settings(params)
-    model = load_model(entry.dir / "model.pt", device)
+    model = load_model(entry.dir / "model.pt", device, entry.rerun)
     diverged = load_run(entry.dir).diverged
     res = attribute(model, data["x_val"], data["y_val"], method=settings.method, granularity=settings.granularity,
                     batch_size=settings.batch_size, seed=entry.seed,

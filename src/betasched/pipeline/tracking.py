@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -19,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from .params import repo_root
-from .store import EXPERIMENT, check_reachable, setup, tracking_uri  # noqa: F401 (re-exported)
+from .store import EXPERIMENT, check_reachable, process_tags, setup, tracking_uri  # noqa: F401 (re-exported)
 
 _warned = False
 
@@ -55,8 +56,12 @@ class FileRun:
 
     def write(self, **record) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"time": time.time(), **record}, default=str) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"time": time.time(), **record}, default=str) + "\n")
+        except OSError as exc:  # a buffered write's error names no file: a full disk names this one
+            exc.filename = exc.filename or str(self.path)
+            raise
 
 
 _active: list = []  # the runs open in this process, innermost last
@@ -68,6 +73,23 @@ def pipeline_id() -> str:
     if os.environ.get("DVC_EXP_NAME"):
         return f"exp-{os.environ['DVC_EXP_NAME']}"
     return f"dvc-{socket.gethostname()}-{os.getppid()}"
+
+
+def literal(value: str) -> str:
+    """``value`` as a string in an MLflow search filter. MLflow's grammar has no escape character: a
+    value is taken verbatim between single or double quotes, so it is quoted with the kind it does
+    not hold; text holding both cannot be searched for (search a hash of it: ``pipeline_key``)."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"{value!r} holds both quote characters: MLflow's search filters cannot express it")
+
+
+def pipeline_key(pid: str) -> str:
+    """The pipeline id as a filter-safe tag: the id comes from the user (`dvc exp run -n "it's"`)."""
+    return hashlib.sha256(pid.encode()).hexdigest()[:20]
 
 
 @contextlib.contextmanager
@@ -84,14 +106,16 @@ def pipeline_parent(experiment_id: str, tags: dict) -> str:
     from mlflow.tracking import MlflowClient
 
     client, pid = MlflowClient(), pipeline_id()
+    key = pipeline_key(pid)
     with _store_lock():
-        found = client.search_runs([experiment_id], f"tags.pipeline_id = '{pid}' and tags.stage = 'pipeline'",
+        found = client.search_runs([experiment_id], f"tags.pipeline_key = {literal(key)} and tags.stage = 'pipeline'",
                                    max_results=1)
         if found:
             return found[0].info.run_id
         name = f"{tags.get('preset', '?')} · {os.environ.get('DVC_EXP_NAME') or 'repro'} · {time.strftime('%Y-%m-%d %H:%M')}"
         keep = {k: v for k, v in tags.items() if k in ("preset", "data_copy", "device", "dvc_exp_name")}
-        run = client.create_run(experiment_id, run_name=name, tags={**keep, "stage": "pipeline", "pipeline_id": pid})
+        run = client.create_run(experiment_id, run_name=name,
+                                tags={**keep, "stage": "pipeline", "pipeline_id": pid, "pipeline_key": key})
         client.set_terminated(run.info.run_id, "FINISHED")  # a container: its children carry the work
         return run.info.run_id
 
@@ -120,11 +144,12 @@ def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool 
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(2)
         mlflow.set_system_metrics_samples_before_logging(1)
+    # Which process holds the run, set as it is created (or re-opened): a later start marks it
+    # KILLED if that process is gone.
+    tags.update(process_tags())
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
                           run_name=None if run_id else name, tags=tags, log_system_metrics=system_metrics,
                           nested=nested) as active:
-        # Which process holds the run: a later start marks it KILLED if that process is gone.
-        mlflow.set_tags({"host": socket.gethostname(), "pid": str(os.getpid())})
         if params:
             mlflow.log_params(flatten(params))
         _active.append(active)
@@ -199,7 +224,7 @@ def find_run(run_key: str) -> str | None:
     import mlflow
 
     setup()
-    found = mlflow.search_runs(filter_string=f"tags.run_key = '{run_key}'", order_by=["start_time DESC"],
+    found = mlflow.search_runs(filter_string=f"tags.run_key = {literal(run_key)}", order_by=["start_time DESC"],
                                max_results=1, output_format="list", search_all_experiments=True)
     return found[0].info.run_id if found else None
 

@@ -7,14 +7,14 @@ from dataclasses import asdict
 import pandas as pd
 import torch
 
-from ..analysis.records import ArmResult, AttributionRecord, RepairModel
+from ..analysis.records import ArmResult, AttributionRecord, RepairModel, RepairRecord
 from ..analysis.stats import mcnemar_exact
 from ..core import checks
 from . import tracking
 from ..core.controls import Arm, percentile_among
 from ..core.surgery import Budget, repair_outcome, surgical_finetune
 from ..training.augment import augment, normalize
-from ..training.device import resolve_precision
+from ..training.device import channels_last_unsafe, resolve_precision
 from ..training.engine import predict
 
 SPLITS = {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
@@ -45,16 +45,20 @@ def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms:
         idx = torch.as_tensor(record.error_indices)
         x, y = torch.cat([x, data["x_val"][idx]]), torch.cat([y, data["y_val"][idx]])
         weights = torch.cat([torch.ones(len(data["y_train"])), torch.full((len(idx),), float(upweight_errors))])
-    # channels_last and the budget's precision, as in training: ~1.9x the fp32 NCHW rate on a CPU
-    model = model.to(memory_format=torch.channels_last)
+    # channels_last and the budget's precision, as in training: ~1.9x the fp32 NCHW rate on a CPU;
+    # not where oneDNN's AVX2 kernels would crash or spin on it (a tiny width: the smoke preset)
+    width = min(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    channels_last = not channels_last_unsafe(width, device)
+    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     precision = "bf16" if budget.autocast_dtype == torch.bfloat16 else "fp32"
-    before = predict(model, data["x_test"], device, channels_last=True, precision=precision)
+    before = predict(model, data["x_test"], device, channels_last=channels_last, precision=precision)
     out = []
     for arm in arms:
         b = Budget(**{**budget.__dict__, "auto_rgn": arm.auto_rgn})
         repaired, fraction = surgical_finetune(model, list(arm.groups), x, y, b, device=device, weights=weights,
-                                               prepare=lambda t: normalize(t, channels_last=True), augment=augment)
-        outcome = repair_outcome(before, predict(repaired, data["x_test"], device, channels_last=True,
+                                               prepare=lambda t: normalize(t, channels_last=channels_last),
+                                               augment=augment)
+        outcome = repair_outcome(before, predict(repaired, data["x_test"], device, channels_last=channels_last,
                                                  precision=precision),
                                  data["y_test"])
         result = ArmResult(arm=arm.name, groups=list(arm.groups), param_fraction=fraction, random=arm.random,
@@ -73,6 +77,19 @@ def arm_table(models: list[RepairModel]) -> pd.DataFrame:
     """One row per arm of every model, groups joined with '+'."""
     return pd.DataFrame([{"run": m.run, "optimizer": m.optimizer, "seed": m.seed, **asdict(a),
                           "groups": "+".join(a.groups)} for m in models for a in m.arms])
+
+
+def write_outputs(record: RepairRecord) -> pd.DataFrame:
+    """The repair stage's outputs from its record: metrics/repair.{json,csv}, plots/repair.png and
+    plots/data/repair.csv (each written atomically); returns the arm table."""
+    from ..analysis import plots  # here: the check stage imports this module, and needs no matplotlib
+
+    table = arm_table(record.models)
+    plots.repair_bars(table, "plots/repair.png")
+    plots.write_csv(table.assign(arm=table["run"] + "/" + table["arm"])[["arm", "net"]], "plots/data/repair.csv")
+    plots.write_csv(table, "metrics/repair.csv")
+    record.save("metrics/repair.json")
+    return table
 
 
 def log_arm(run: str, result: ArmResult) -> None:

@@ -1,6 +1,8 @@
 """An ImageFolder tarball (train/<class>/*, test/<class>/*), read safely: only image members are
 read, each at most MAX_MEMBER_BYTES, and each image's header is checked to be 32x32 before it
-is decoded, so a small hostile archive cannot make the reader hold gigabytes."""
+is decoded, so a small hostile archive cannot make the reader hold gigabytes. A member named outside
+the archive's folder (absolute, or through ..) is refused, never counted as an image, and member
+names are printed escaped (an ANSI escape in a name never reaches the terminal raw)."""
 from __future__ import annotations
 
 import io
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.checks import escape, show
 from ..core.errors import DataError
 from ..core.files import sha256_file
 
@@ -33,18 +36,25 @@ def read_images(archive: Path) -> dict[str, bytes]:
     """The image members' bytes, in one decompression pass (about 90 MB for CIFAR-10's JPEG copy).
     Other members are skipped unread; an image member over MAX_MEMBER_BYTES is refused."""
     files = {}
+    if not archive.is_file():  # a device (/dev/zero) would be read forever, a FIFO blocks
+        raise DataError(f"{escape(archive, 200)} is not a regular file (a device, FIFO or folder): point "
+                        "data.archive at an ImageFolder tarball")
     try:
         with tarfile.open(archive) as tar:  # members in order: one pass; a truncated xz raises
             for m in tar:
+                if m.name.startswith(("/", "\\")) or ".." in Path(m.name).parts:
+                    raise DataError(f"{escape(archive, 120)}: the member {show(m.name)} is outside the archive's "
+                                    "folder (an absolute path, or one through ..): this is not a CIFAR-10 "
+                                    "ImageFolder tarball; refusing to read it")
                 if not m.isfile() or _image_path(m.name) is None:
                     continue
                 if m.size > MAX_MEMBER_BYTES:
-                    raise DataError(f"{archive}:{m.name} is {m.size:,} bytes, far more than a 32x32 image: "
-                                    "this is not a CIFAR-10 ImageFolder tarball; refusing to read it")
+                    raise DataError(f"{escape(archive, 120)}:{show(m.name)} is {m.size:,} bytes, far more than a "
+                                    "32x32 image: this is not a CIFAR-10 ImageFolder tarball; refusing to read it")
                 files[m.name] = tar.extractfile(m).read()
     except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as exc:
         raise DataError(
-            f"{archive} is corrupt or truncated ({exc or type(exc).__name__}): "
+            f"{escape(archive, 200)} is corrupt or truncated ({escape(exc or type(exc).__name__, 200)}): "
             "copy it again (the offline copy is ../shared/data/cifar10-jpeg.tar.xz)"
         ) from exc
     return files
@@ -59,10 +69,12 @@ def index(archive: Path, files: dict[str, bytes]) -> dict[str, list[tuple[str, s
         out[split].append((cls, name))
     for split, entries in out.items():
         if not entries:
-            raise DataError(f"{archive} has no {split}/ folder of images: it is not an ImageFolder tarball")
+            raise DataError(f"{escape(archive, 200)} has no {split}/ folder of images: it is not an ImageFolder "
+                            "tarball")
         classes = sorted({c for c, _ in entries})
         if tuple(classes) != CLASSES:
-            raise DataError(f"{archive}:{split}/ has classes {classes}, not CIFAR-10's {list(CLASSES)}")
+            raise DataError(f"{escape(archive, 120)}:{split}/ has classes {show(classes, 200)}, not CIFAR-10's "
+                            f"{list(CLASSES)}")
     return {s: sorted(v) for s, v in out.items()}
 
 
@@ -77,15 +89,15 @@ def decode(archive: Path, name: str, blob: bytes) -> np.ndarray:
     try:
         image = Image.open(io.BytesIO(blob))  # lazy: reads the header only
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-        raise DataError(f"{archive}:{name} is not a readable 32x32 image ({str(exc)[:100]}): "
-                        "copy the archive again") from exc
+        raise DataError(f"{escape(archive, 120)}:{show(name)} is not a readable 32x32 image "
+                        f"({escape(exc, 100)}): copy the archive again") from exc
     if image.size != (32, 32):
-        raise DataError(f"{archive}:{name} is {image.size[0]}x{image.size[1]}, not CIFAR's 32x32")
+        raise DataError(f"{escape(archive, 120)}:{show(name)} is {image.size[0]}x{image.size[1]}, not CIFAR's 32x32")
     try:
         return np.array(image.convert("RGB"))
     except OSError as exc:  # a truncated image body
-        raise DataError(f"{archive}:{name} is not a readable 32x32 image ({str(exc)[:100]}): "
-                        "copy the archive again") from exc
+        raise DataError(f"{escape(archive, 120)}:{show(name)} is not a readable 32x32 image "
+                        f"({escape(exc, 100)}): copy the archive again") from exc
 
 
 def load(archive: Path, files: dict[str, bytes], entries: dict, keep: dict[str, np.ndarray] | None = None):

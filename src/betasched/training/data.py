@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..core import checks
+from ..core.checks import escape
 from ..core.errors import ConfigError, DataError
 from ..core.files import atomic_dir, sha256_file, write_json
 from . import archive
@@ -90,6 +91,8 @@ def stratified_pick(labels: torch.Tensor, per_class: int | None, seed: int, excl
 
 
 SOURCES = ("auto", "cifar10", "imagefolder", "synthetic")
+# CIFAR-10's own size: synthetic() peaks near 56 KB an image (float32 intermediates), 3.4 GB at this bound.
+MAX_SYNTHETIC = 60_000
 
 
 def _per_class(n: int | None, name: str) -> int | None:
@@ -106,12 +109,12 @@ def check_data_config(cfg: dict) -> dict:
     checks.choice(cfg.get("source"), "data.source", SOURCES)
     for key in ("n_train", "n_val", "n_test"):
         _per_class(cfg.get(key), key)
-    checks.integer(cfg.get("split_seed"), "data.split_seed", low=0)
+    checks.seed(cfg.get("split_seed"), "data.split_seed")  # seeds torch.Generator, as split_seed + 1 and + 2 too
     if cfg.get("source") == "synthetic":
-        checks.integer(cfg.get("synthetic_size", 2000), "data.synthetic_size", low=10)
+        checks.integer(cfg.get("synthetic_size", 2000), "data.synthetic_size", low=10, high=MAX_SYNTHETIC)
     for key in ("raw_dir", "archive"):
         if cfg.get(key) is not None and not isinstance(cfg[key], str):
-            raise ConfigError(f"data.{key}={cfg[key]!r} must be a path")
+            raise ConfigError(f"data.{key}={checks.show(cfg[key])} must be a path")
     return cfg
 
 
@@ -125,17 +128,50 @@ def locate_source(cfg: dict) -> tuple[str, Path | None]:
     jpeg = Path(cfg.get("archive") or raw / JPEG_ARCHIVE)
     for link in (raw, official, jpeg):
         if link.is_symlink() and not link.exists():
-            raise DataError(f"{link} is a broken link (to {os.readlink(link)}): point it at CIFAR-10, "
-                            "or remove it (`make data` links ../shared/data/ when that is there)")
+            raise DataError(f"{escape(link, 200)} is a broken link (to {escape(os.readlink(link), 200)}): point it "
+                            "at CIFAR-10, or remove it (`make data` links ../shared/data/ when that is there)")
     if source == "cifar10" or (source == "auto" and (official.exists() or (raw / BATCHES_DIR).is_dir())):
-        return "cifar10", official
+        return "cifar10", _regular_or_absent(official)
     if jpeg.exists() or (source == "imagefolder" and jpeg.is_symlink()):
         if not jpeg.exists():
-            raise DataError(f"{jpeg} is a broken link: point it at a copy of {JPEG_ARCHIVE}")
-        return "imagefolder", jpeg
+            raise DataError(f"{escape(jpeg, 200)} is a broken link: point it at a copy of {JPEG_ARCHIVE}")
+        return "imagefolder", _regular_or_absent(jpeg)
     if source == "imagefolder":
-        raise DataError(f"{jpeg} not found: set data.archive to an ImageFolder tarball")
+        raise DataError(f"{escape(jpeg, 200)} not found: set data.archive to an ImageFolder tarball")
     return "cifar10", official  # auto: try torchvision's download
+
+
+def _regular_or_absent(path: Path) -> Path:
+    """A device (/dev/zero: read forever), a FIFO (blocks) or a folder is refused before it is opened."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"{escape(path, 200)} is not a regular file (a device, FIFO or folder): point data.archive, "
+                        "or the archive in data.raw_dir, at a CIFAR-10 archive file")
+    return path
+
+
+def _official_or_download(raw_dir: str, path, download: bool):
+    """torchvision's CIFAR-10 in ``raw_dir`` (downloaded there if allowed). On failure or interrupt,
+    no folder that this created is left behind (raw_dir's parents too, inside the repo or not)."""
+    raw = Path(raw_dir)
+    created = raw  # the outermost folder this creates
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    created = None if raw.exists() else created
+    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            return _official(raw, download)
+        except (OSError, RuntimeError) as exc:  # URLError is an OSError: offline
+            raise DataError(
+                f"CIFAR-10 not found and its download failed ({type(exc).__name__}). Looked for "
+                f"{escape(path, 200)}, {escape(raw / BATCHES_DIR, 200)} and {escape(raw / JPEG_ARCHIVE, 200)}. "
+                f"Put cifar-10-python.tar.gz or {JPEG_ARCHIVE} in {escape(raw_dir, 200)}/ (`make data` "
+                "links ../shared/data/ there)"
+            ) from exc
+    except BaseException:  # failed or interrupted
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 
 
 def prepare(cfg: dict, out_dir: str | Path, download: bool = True) -> dict:
@@ -157,20 +193,7 @@ def prepare(cfg: dict, out_dir: str | Path, download: bool = True) -> dict:
         keep["test"] = stratified_pick(labels["test"], n_test, seed + 2).numpy()
         x_tr, y_tr, x_te, y_te, info = archive.load(path, files, index, keep)
     else:
-        raw = Path(cfg["raw_dir"])
-        created = not raw.exists()
-        raw.mkdir(parents=True, exist_ok=True)
-        try:
-            x_tr, y_tr, x_te, y_te, info = _official(raw, download)
-        except (OSError, RuntimeError) as exc:  # URLError is an OSError: offline
-            if created:  # leave no empty download folder behind
-                shutil.rmtree(raw, ignore_errors=True)
-            raise DataError(
-                f"CIFAR-10 not found and its download failed ({type(exc).__name__}). Looked for "
-                f"{path}, {Path(cfg['raw_dir']) / BATCHES_DIR} and "
-                f"{Path(cfg['raw_dir']) / JPEG_ARCHIVE}. Put cifar-10-python.tar.gz or "
-                f"{JPEG_ARCHIVE} in {cfg['raw_dir']}/ (`make data` links ../shared/data/ there)"
-            ) from exc
+        x_tr, y_tr, x_te, y_te, info = _official_or_download(cfg["raw_dir"], path, download)
     val_idx = stratified_pick(y_tr, n_val, seed)
     tr_idx = stratified_pick(y_tr, n_train, seed + 1, exclude=val_idx)
     te_idx = stratified_pick(y_te, n_test, seed + 2)
@@ -206,9 +229,7 @@ def load_prepared(folder: str | Path = "data/prepared") -> tuple[dict, dict]:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{manifest_path} is corrupt: run `dvc repro -f prepare`") from exc
-    data_path = folder / "data.pt"
-    if data_path.is_file() and sha256_file(data_path) != manifest.get("data_sha256"):
-        raise DataError(f"{data_path} does not match its manifest's sha256: run `dvc repro -f prepare`")
-    tensors = load_torch(data_path, "dvc repro -f prepare")
+    tensors = load_torch(folder / "data.pt", "dvc repro -f prepare", sha256=manifest.get("data_sha256"),
+                         record="its manifest's sha256", error=DataError)
     return tensors, manifest
 

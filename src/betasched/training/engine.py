@@ -18,7 +18,8 @@ from ..core.scheduler import MomentumScheduler, warmup_cosine
 from ..core.schedules import SCHEDULES, check_options
 from . import distributed
 from .augment import apply_augment, draw_augment, normalize
-from .device import PRECISIONS, autocast, check_device, pick_device, resolve_precision, set_threads
+from .device import (CPU_ISAS, PRECISIONS, autocast, check_device, channels_last_unsafe, cpu_class, pick_device,
+                     pin_cpu_isa, resolve_precision, set_threads)
 from .model import ResNet18
 from .progress import Progress
 from .state import TrainState
@@ -48,6 +49,8 @@ class RunConfig:
     compile: bool = False
     threads: int = 1
     precision: str = "auto"
+    cpu_isa: str = "auto"  # pin oneDNN and ATen to one instruction set (device.CPU_ISAS): bf16 bytes then
+                           # reproduce on every CPU that has it
     nproc: int = 1
     checkpoint_every: int = 0
     refine_targets: bool = False  # time to target to 1 step between evaluations (see TrainState)
@@ -76,6 +79,7 @@ class RunConfig:
         check_device(self.device)
         checks.integer(self.threads, "train.threads")
         checks.choice(self.precision, "train.precision", PRECISIONS)
+        checks.choice(self.cpu_isa, "train.cpu_isa", tuple(CPU_ISAS))
         checks.integer(self.nproc, "train.nproc")
         distributed.check_batch(self.batch_size, self.nproc)
         checks.integer(self.checkpoint_every, "train.checkpoint_every", low=0)
@@ -102,6 +106,7 @@ class TrainResult:
     train_seconds: float
     eval_seconds: list[float]
     points: list = field(default_factory=list)  # (step, model state, Adam's exp_avg_sq or None)
+    cpu_class: dict = field(default_factory=dict)  # device.cpu_class(): what decides bf16's last bits
 
     def summary(self, cfg: RunConfig) -> dict:
         accs = [e["test_acc"] for e in self.evals if e["kind"] == "grid"]
@@ -114,7 +119,7 @@ class TrainResult:
             "clip_low_steps": sum(r < 0.0 for r in raw),
             "clip_high_steps": sum(r > cfg.max_momentum for r in raw),
             "diverged": self.diverged_at_step is not None, "diverged_at_step": self.diverged_at_step,
-            "precision": self.precision, "threads": self.threads, "ranks": self.ranks,
+            "precision": self.precision, "threads": self.threads, "ranks": self.ranks, **self.cpu_class,
         }
 
     def timing(self, batch_size: int) -> dict:
@@ -286,8 +291,13 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     each sync point (live tracking); on_checkpoint(state_dict) every cfg.checkpoint_every steps;
     model: a freshly initialised network to train instead of ResNet-18(cfg.width).
     """
+    pin_cpu_isa(cfg.cpu_isa)  # a no-op when the stage pinned it already, before loading the data
     ranks, device = distributed.setup(pick_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
+    if cfg.channels_last and model is None and channels_last_unsafe(cfg.width, device):
+        raise ConfigError(f"model.width={cfg.width} with train.channels_last crashes or hangs oneDNN's AVX2 kernels "
+                          "(this CPU, or ONEDNN_MAX_CPU_ISA, has no AVX-512): set train.channels_last: false, or "
+                          "model.width >= 8")
     set_threads(cfg.threads)
     distributed.check_batch(cfg.batch_size, ranks.world)
     steps_per_epoch = len(data["y_train"]) // cfg.batch_size
@@ -326,4 +336,4 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     bar.close()
     return TrainResult(state.model, state.steps, state.evals, state.reached, state.total_steps,
                        1 if cfg.refine_targets else cfg.eval_every, diverged, precision, cfg.threads, ranks.world,
-                       state.train_seconds, state.eval_seconds, state.points)
+                       state.train_seconds, state.eval_seconds, state.points, cpu_class(precision, device))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import CheckpointError
-from .checkpoint import load_torch, require_keys
+from .checkpoint import load_recorded, require_keys
 
 GROUPS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 
@@ -64,8 +64,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def load_model(path: str | Path, device="cpu", rerun: str = "dvc repro train") -> ResNet18:
-    """A trained model file ({state_dict, width, num_classes}), in eval mode on ``device``."""
-    blob = require_keys(load_torch(path, rerun), ("state_dict", "width"), path, rerun)
+    """A trained model file ({state_dict, width, num_classes}), in eval mode on ``device``, after
+    checking it against the sha256 in its run's record.json."""
+    blob = require_keys(load_recorded(path, rerun), ("state_dict", "width"), path, rerun)
     try:
         model = ResNet18(blob["width"], blob.get("num_classes", 10))
         model.load_state_dict(blob["state_dict"])
