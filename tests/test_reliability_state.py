@@ -291,3 +291,29 @@ def test_ctrl_c_during_the_report_stages_imports_is_one_line(repo):
     assert proc.returncode == 130, err[-3000:]
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted (SIGINT)"), err[-3000:]
+
+
+
+def test_a_process_that_loses_the_race_to_tag_the_experiment_starts(tmp_path, monkeypatch):
+    """bench/matrix.py's workers (found by CI): an experiment made without the project's tag, then
+    two processes set it up at the same moment. MLflow selects, then inserts the tag, so the
+    second insert fails on the UNIQUE key although the tag is there: replayed here in one process."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from betasched.pipeline import store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    exp_id = mlflow.create_experiment(store.EXPERIMENT)
+    real = mlflow.MlflowClient.set_experiment_tag
+
+    def lose_the_race(self, experiment_id, key, value):
+        real(self, experiment_id, key, value)  # the other process's insert
+        raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_experiment_tag", lose_the_race)
+    assert store.setup() == exp_id
+    assert mlflow.get_experiment(exp_id).tags[store.KIND_TAG] == store.KIND
+

@@ -199,6 +199,16 @@ def close_dead_runs(experiment_id: str) -> list[str]:
     return closed
 
 
+def _tag_kind(mlflow, experiment: str, experiment_id: str) -> None:
+    """Tag the experiment as this project's. A process that created it at the same moment inserts
+    the same tag (MLflow selects, then inserts): its UNIQUE error means the tag is there."""
+    try:
+        mlflow.MlflowClient().set_experiment_tag(experiment_id, KIND_TAG, KIND)
+    except Exception:
+        if mlflow.get_experiment_by_name(experiment).tags.get(KIND_TAG) != KIND:
+            raise
+
+
 def setup(experiment: str = EXPERIMENT) -> str:
     """Point MLflow at the store and create the experiment once; returns the experiment id. What
     killed processes left behind goes here: their runs left RUNNING, their checkpoints of runs that
@@ -221,7 +231,7 @@ def setup(experiment: str = EXPERIMENT) -> str:
             relink_moved_store(uri, exp)
             close_dead_runs(exp.experiment_id)
             if exp.tags.get(KIND_TAG) != KIND:
-                mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
+                _tag_kind(mlflow, experiment, exp.experiment_id)
             return exp.experiment_id
         try:
             # Absolute, so runs from DVC temp copies land beside the repo's own store.
