@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from betasched.analysis import plots
-from betasched.analysis.claims import claim_rows, time_to_target
+from betasched.analysis.claims import Rules, claim_rows, time_to_target
 from betasched.analysis.compare import long_frames
 from betasched.analysis.overlap import summarize, verdict
 from betasched.analysis.records import OverlapRecord, RepairModel, RepairRecord
@@ -38,7 +38,7 @@ def evidence(params: dict, device, out: Path) -> dict:
                           len(data["y_test"]), [RepairModel(e.run, e.optimizer, e.seed, rec.problem_layers, results)])
     targets = params["targets"]["values"]
     claims = claim_rows(runs, overlap, repair, params["momentum"]["max_momentum"], targets, params["matrix"]["seeds"],
-                        params["stats"]["min_seeds"])
+                        Rules.from_section(params["stats"]), peak_lr=params["optim"]["sgd"]["lr"])
     points = scan_runs(params, data, device)
     evals, _ = long_frames(runs)
     plots.accuracy_vs_step(evals, out / "accuracy.png")

@@ -45,8 +45,8 @@ def repair_stage() -> None:
         tracking.log_metrics({f"net.{r.run}.{r.arm}": r.net for r in table.itertuples()})  # chartable in the UI
         tracking.log_artifacts(["metrics/repair.json", "metrics/repair.csv", "plots/repair.png"])
     timings.record("stage", "repair", {"wall_seconds": time.perf_counter() - start})
-    print(table[["run", "arm", "groups", "net", "fixed", "broken", "param_fraction",
-                 "percentile_among_random"]].to_string(index=False))
+    print(table[["run", "arm", "groups", "net", "fixed", "broken", "flipped", "param_fraction",
+                 "percentile_in_stratum"]].to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from betasched.pipeline.results import collect_runs
 def report_stage() -> None:
     start = time.perf_counter()
     params = load_params()
-    min_seeds = check_stats(params)["min_seeds"]
+    rules = check_stats(params)
     check_writable(".", "metrics", "plots")
     runs = collect_runs(params)
     overlap, repair = load_overlap(), load_repair()
@@ -32,12 +32,13 @@ def report_stage() -> None:
     targets = json.loads(TARGETS_FILE.read_text())
     damping = json.loads(open("metrics/damping.json").read())
     claims = claim_rows(runs, overlap, repair, params["momentum"]["max_momentum"], targets["values"],
-                        params["matrix"]["seeds"], min_seeds)
+                        params["matrix"]["seeds"], rules, peak_lr=params["optim"]["sgd"]["lr"])
     _, steps = long_frames(runs)
     plots.momentum_schedules(steps, "plots/momentum_schedules.png")
     meta = {"data_copy": manifest["data_copy"], "data_sha256": manifest["data_sha256"], "device": runs[0].device,
             "precision": f"{runs[0].precision} / {runs[0].threads}", "cpu_class": cpu_classes(runs),
-            "targets": targets, "min_seeds": min_seeds}
+            "targets": targets, "min_seeds": rules.min_seeds,
+            "family": list(rules.family)}
     write_text("REPORT.md", render(claims, runs, overlap, repair, params, dict(meta, damping=damping)))
     write_json("metrics/claims.json", {"claims": claims, "preset": params["preset"], **meta})
     summary = summary_metrics(claims)
@@ -46,7 +47,7 @@ def report_stage() -> None:
     with tracking.run("report", tracking.stage_tags("report", params), system_metrics=False):
         tracking.log_metrics(summary)
         tracking.set_tags({f"verdict.c{c['id']}" + (f".{c['what'].split(':')[0]}" if c["id"].startswith("4") else ""):
-                           f"{c['direction']} / {c['magnitude']}" for c in claims})
+                           f"{c['direction']} / {c['magnitude']}"[:250] for c in claims})
         tracking.log_artifacts(["REPORT.md", "metrics/claims.json", "plots/momentum_schedules.png"])
     print(claims_table(claims))
 

@@ -1,106 +1,235 @@
-"""Claim rules on hand-made inputs: two verdicts, the minimum n, censoring, the ranking with ties,
-and claim 1's clip counts."""
+"""Claim rules on hand-made inputs: each verdict word, Holm over the declared family, claim 2 against
+its control, claim 3's seed-permutation null, claim 5's paired tests, censoring kept as a one-sided
+bound, the minimum n, the ranking with ties, and claim 1's single pre-declared test."""
 import math
 
-import pandas as pd
 import pytest
 
-from betasched.analysis.claims import (claim_hybrid, claim_momentum_rule, claim_overlap, judge, ranking_with_ties,
-                                       speedup)
+from betasched.analysis.claims import (Rules, claim_hybrid, claim_momentum_rule, claim_overlap, claim_rows,
+                                       claim_speedup, decide, direction_word, magnitude_word, ranking_with_ties,
+                                       speedup, summary_metrics)
 from betasched.analysis.records import OverlapRecord, RunRecord
 from betasched.analysis.stats import Interval
+
+RULES = Rules()
 
 
 def iv(lo, hi, n=5, est=None):
     return Interval(est if est is not None else (lo + hi) / 2, lo, hi, "t", n)
 
 
-def test_two_verdicts_on_hand_made_intervals():
-    # Speed-up claim: null 1.0, paper 1.9, effect above the null.
-    assert judge(iv(1.5, 2.4), 1.0, 1.9, "above", 3) == ("confirmed", "confirmed")
-    assert judge(iv(1.2, 1.5), 1.0, 1.9, "above", 3) == ("confirmed", "refuted")   # real, smaller than claimed
-    assert judge(iv(0.7, 1.2), 1.0, 1.9, "above", 3) == ("inconclusive", "refuted")  # excludes 1.9 only
-    assert judge(iv(0.8, 2.5), 1.0, 1.9, "above", 3) == ("inconclusive", "inconclusive")
-    assert judge(iv(0.5, 0.9), 1.0, 1.9, "above", 3) == ("refuted", "refuted")   # the other way
-    assert judge(iv(1.1, 1.4), 1.0, "> 1", "above", 3) == ("confirmed", "n/a")  # direction only
-    assert judge(iv(0.1, 0.3), None, 0.18, "below", 3) == ("n/a", "confirmed")  # no null: magnitude alone
+def test_each_magnitude_word():
+    assert magnitude_word(1.9, iv(1.5, 2.4)) == "consistent"  # inside: a failure to reject, not a confirmation
+    assert magnitude_word(1.9, iv(1.2, 1.5)) == "inconsistent"
+    assert magnitude_word(1.9, iv(1.5, 2.4), iv(1.8, 2.0), (1.71, 2.11)) == "equivalent"
+    assert magnitude_word(1.9, iv(1.5, 2.4), iv(1.6, 2.0), (1.71, 2.11)) == "consistent"  # wider than the margin
+    assert magnitude_word(1.9, Interval(1.3, 1.1, None, "one-sided", 5)) == "consistent"  # open above
+    assert magnitude_word(1.9, Interval(2.3, 2.0, None, "one-sided", 5)) == "inconsistent"  # bound above 1.9
+    assert magnitude_word(1.9, Interval(None, None, None, "none", 5)) == "inconclusive"
+    assert magnitude_word("> 1", iv(1.1, 1.4)) == "n/a"
 
 
-def test_below_the_minimum_n_every_verdict_is_inconclusive_by_rule():
-    d, m = judge(iv(1.5, 2.4, n=2), 1.0, 1.9, "above", 3)
-    assert d == m == "inconclusive (n = 2 < 3)"
-    assert judge(Interval(1.6, None, None, "none", 1), 1.0, 1.9, "above", 3)[0] == "inconclusive (n = 1 < 3)"
+def test_each_direction_word():
+    assert direction_word(1.5, 1.0, 0.01, "above", 0.05) == "confirmed"
+    assert direction_word(0.7, 1.0, 0.01, "above", 0.05) == "refuted"
+    assert direction_word(1.5, 1.0, 0.2, "above", 0.05) == "inconclusive"
+    assert direction_word(0.1, 0.18, 0.01, "below", 0.05) == "confirmed"
+    assert direction_word(1.5, 1.0, None, "above", 0.05) == "inconclusive"
 
 
-def test_without_an_interval_the_sign_test_decides_the_direction_only():
-    none = Interval(None, None, None, "sign test", 10)
-    assert judge(none, 1.0, 1.9, "above", 3, p_direction=0.002, positive=True) == ("confirmed", "inconclusive")
-    assert judge(none, 1.0, 1.9, "above", 3, p_direction=0.002, positive=False) == ("refuted", "inconclusive")
-    assert judge(none, 1.0, 1.9, "above", 3, p_direction=0.25, positive=True) == ("inconclusive", "inconclusive")
-
-
-def _run(sched, seed, step, opt="sgd"):
-    return RunRecord(optimizer=opt, schedule=sched, seed=seed, total_steps=300, steps_done=300, final_test_acc=0.9,
+def _run(sched, seed, step, opt="sgd", total=300):
+    return RunRecord(optimizer=opt, schedule=sched, seed=seed, total_steps=total, steps_done=total, final_test_acc=0.9,
                      best_test_acc=0.9, targets={"acc_900": step}, target_resolution_steps=1, clip_low_steps=0,
                      clip_high_steps=0, diverged=False, diverged_at_step=None, precision="fp32", threads=1, ranks=1,
                      data_copy="synthetic", device="cpu")
 
 
-def test_speedup_is_paired_by_seed_and_keeps_censored_seeds_as_such():
-    runs = [_run("constant", s, st) for s, st in enumerate([200, 220, None])]
-    runs += [_run("beta", s, st) for s, st in enumerate([100, 100, 100])]
-    out = speedup(runs, "sgd", "constant", "beta", 0.9, [0, 1, 2])
-    assert out["interval"].low is None and out["censored"] == 1  # no number stands in for "not reached"
-    assert out["reached"] == {"slow": 2, "fast": 3, "n": 3}
-    assert out["faster"] == 3
-    full = speedup([_run("constant", s, st) for s, st in enumerate([200, 220, 180])] + runs[3:], "sgd", "constant",
-                   "beta", 0.9, [0, 1, 2])["interval"]
+def _arm(sched, steps, opt="sgd"):
+    return [_run(sched, s, st, opt) for s, st in enumerate(steps)]
+
+
+BETA = [100, 104, 98, 101, 97, 103, 99, 102]
+
+
+@pytest.mark.parametrize("matched,word", [
+    ([150, 160, 145, 158, 149, 152, 155, 147], "faster, not explained by the effective step"),
+    ([101, 103, 99, 100, 98, 104, 98, 103], "explained by the effective step"),
+    ([90, 130, 85, 125, 95, 118, 88, 122], "faster than constant; not separated from the effective step"),
+])
+def test_claim2_is_judged_against_its_control(matched, word):
+    runs = _arm("beta", BETA) + _arm("constant", [160, 150, 170, 155, 165, 158, 162, 151]) + \
+        _arm("constant_matched", matched)
+    c = decide([claim_speedup(runs, [0.9], list(range(8)), RULES)], RULES)[0]
+    assert c.direction == word, (c.extra["control"], c.direction)
+
+
+def test_claim2_without_its_control_says_so():
+    runs = _arm("beta", BETA) + _arm("constant", [160, 150, 170, 155, 165, 158, 162, 151])
+    c = decide([claim_speedup(runs, [0.9], list(range(8)), RULES)], RULES)[0]
+    assert c.direction == "confirmed (no constant_matched control in this preset)"
+
+
+def test_the_paper_number_of_one_seed_is_judged_by_a_prediction_interval():
+    # the mean's interval excludes 1.9, one seed's prediction interval holds it
+    runs = _arm("beta", [100] * 8) + _arm("constant", [130, 170, 120, 180, 125, 175, 140, 160])
+    c = decide([claim_speedup(runs, [0.9], list(range(8)), RULES)], RULES)[0]
+    assert c.interval.high < 1.9 < c.prediction.high
+    assert c.magnitude == "consistent (one-seed prediction interval)"
+    mean_rules = Rules(paper_seeds=3)
+    c = decide([claim_speedup(runs, [0.9], list(range(8)), mean_rules)], mean_rules)[0]
+    assert c.magnitude == "inconsistent"
+
+
+def test_holm_over_the_family_decides_the_direction():
+    """Claim 2 alone: raw p ~ 0.02 confirms. In a family where claim 5's four tests are all null, Holm
+    multiplies the smallest p by the family size and claim 2 becomes inconclusive."""
+    seeds = list(range(6))
+    beta = [100, 100, 100, 100, 100, 100]
+    const = [120, 104, 135, 99, 126, 118]  # a modest, noisy effect
+    alone = decide([claim_speedup(_arm("beta", beta) + _arm("constant", const), [0.9], seeds, Rules())], Rules())[0]
+    assert alone.p < 0.05 and alone.direction.startswith("confirmed"), alone.p
+    runs = _arm("beta", beta) + _arm("constant", const)
+    for i, name in enumerate(("hybrid", "onecycle", "demon")):
+        runs += _arm(name, [100 + ((3 * s + i) % 5) for s in seeds])
+    claims = decide([claim_speedup(runs, [0.9], seeds, RULES), claim_hybrid(runs, 0.9, seeds, RULES)], RULES)
+    two = claims[0]
+    assert two.p == pytest.approx(alone.p) and two.p_holm > 0.05 and two.direction == "inconclusive"
+    assert claims[0].p_holm >= claims[0].p
+    outside = Rules(family=("1", "3"))
+    c = decide([claim_speedup(_arm("beta", beta) + _arm("constant", const), [0.9], seeds, outside)], outside)[0]
+    assert c.direction.startswith("confirmed (outside the declared family: raw p)")
+
+
+def test_a_censored_seed_enters_at_the_run_length_as_a_one_sided_bound():
+    """5 seeds, one constant run never reached the target: the old rule dropped to the sign test
+    (5/5, p = 0.0625: inconclusive). Entered at the run length (300, a lower bound), the interval is
+    one-sided and excludes 1."""
+    seeds = list(range(5))
+    runs = _arm("beta", [100, 105, 95, 100, 98]) + _arm("constant", [150, 160, None, 155, 149])
+    res = speedup(runs, "sgd", "constant", "beta", 0.9, seeds)
+    assert res["interval"].high is None and res["interval"].low > 1.0
+    assert res["reached"] == {"slow": 4, "fast": 5, "n": 5} and res["censored"] == 1
+    c = decide([claim_speedup(runs, [0.9], seeds, RULES)], RULES)[0]
+    assert c.direction == "confirmed (no constant_matched control in this preset)"
+    assert c.magnitude == "consistent"  # open above: 1.9 cannot be excluded from below 1.9's side here
+
+
+def test_censoring_on_both_sides_gives_no_interval():
+    runs = _arm("beta", [100, None, 95]) + _arm("constant", [None, 160, 150])
+    res = speedup(runs, "sgd", "constant", "beta", 0.9, [0, 1, 2])
+    assert res["interval"].low is None and res["interval"].high is None
+
+
+def test_speedup_is_paired_by_seed():
+    runs = _arm("constant", [200, 220, 180]) + _arm("beta", [100, 100, 100])
+    full = speedup(runs, "sgd", "constant", "beta", 0.9, [0, 1, 2])["interval"]
     assert full.estimate == pytest.approx(math.exp((math.log(2.0) + math.log(2.2) + math.log(1.8)) / 3))
 
 
-def test_hybrid_claim_and_ranking_with_ties():
-    steps = {"constant": 300, "beta": 200, "hybrid": 100, "onecycle": 250, "demon": None}
-    runs = [_run(s, seed, None if st is None else st + seed) for s, st in steps.items() for seed in range(3)]
-    c = claim_hybrid(runs, 0.9, [0, 1, 2], 3)
-    assert c.interval.estimate == pytest.approx(2.0, rel=0.01) and c.direction == "confirmed"
-    ranking = c.extra["ranking"]
-    assert list(ranking)[:2] == ["hybrid", "beta"] and ranking["demon"]["median"] is None
-    tied = ranking_with_ties({"a": [10, 10], "b": [10, 10], "c": [None, None], "d": [None, None]})
-    assert [tied[s]["place"] for s in "abcd"] == [1, 1, 3, 3]
+def test_claim5_pairs_hybrid_with_each_method_and_is_not_biased_by_a_minimum():
+    """Five exchangeable methods: each seed's steps are a rotation of the same five values. The old
+    rule (the per-seed minimum of four others over hybrid) is below 1 in every seed and 'refutes';
+    the paired tests against each method find nothing."""
+    values = [100, 110, 120, 130, 140]
+    seeds = list(range(10))
+    names = ["constant", "beta", "hybrid", "onecycle", "demon"]
+    runs = [_run(name, s, values[(i + s) % 5]) for i, name in enumerate(names) for s in seeds]
+    c = decide([claim_hybrid(runs, 0.9, seeds, RULES)], RULES)[0]
+    assert c.direction == "inconclusive", c.extra["comparisons"]
+    assert set(c.extra["comparisons"]) == {"constant", "beta", "onecycle", "demon"}
+    fast = [_run(name, s, (60 if name == "hybrid" else 100) + s) for name in names for s in seeds]
+    c = decide([claim_hybrid(fast, 0.9, seeds, RULES)], RULES)[0]
+    assert c.direction == "confirmed" and c.interval.estimate > 1.5
+    ranking = ranking_with_ties({"a": [10, 10], "b": [10, 10], "c": [None, None], "d": [None, None]})
+    assert [ranking[s]["place"] for s in "abcd"] == [1, 1, 3, 3]
 
 
-def test_claim1_counts_only_the_steps_that_used_a_momentum():
-    r = _run("beta", 0, 100)
-    r.clip_low_steps, r.clip_high_steps, r.steps_done = 4, 10, 200
-    c = claim_momentum_rule([r], 0.99, 0.9, [0], 3)
-    assert c.direction.startswith("inconclusive (no lambda ablation") and c.magnitude == "n/a"  # never the cap
-    assert c.per_seed[0]["below_0"] == 4 and c.per_seed[0]["above_cap"] == 10
-    assert "below 0 (lr > 0.25) at 4 of 200" in c.notes
+def _overlap(a_sets, b_sets, n_groups=7):
+    from betasched.analysis.overlap import summarize
+    from betasched.analysis.records import AttributionRecord
+
+    groups = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"][:n_groups]
+
+    def rec(opt, seed, top):
+        scores = {g: (10.0 - top.index(g) if g in top else 1.0 / (1 + i)) for i, g in enumerate(groups)}
+        return AttributionRecord(run=f"{opt}/s{seed}", optimizer=opt, seed=seed, schedule="beta", split="val",
+                                 method="rgn_ratio", granularity="group", k=3, scores=scores,
+                                 param_counts={g: i + 1 for i, g in enumerate(groups)}, problem_layers=top,
+                                 mad_outliers=[], ranks={}, n_errors=10, n_correct=10, n_misclassified=10,
+                                 n_images=100, error_indices=[])
+    records = [rec("sgd", s, a) for s, a in enumerate(a_sets)] + [rec("adam", s, b) for s, b in enumerate(b_sets)]
+    ov = summarize(records, 3)
+    return OverlapRecord(**ov, schedule="beta", method="rgn_ratio", verdict="")
+
+
+def test_claim3_uses_the_seed_permutation_null_not_the_uniform_draw():
+    """Both optimizers flag {fc, layer3, layer4} in most seeds, whatever the seed: agreement is
+    high, but no higher than with another seed's sets. The uniform draw (1/35) calls it far beyond
+    chance; the permutation null does not."""
+    common, other = ["layer3", "layer4", "fc"], ["layer2", "layer4", "fc"]
+    sgd = [common, common, other, common, common, other, common, common]
+    adam = [common, other, common, common, other, common, common, common]
+    rec = _overlap(sgd, adam)
+    c = decide([claim_overlap(rec, RULES)], RULES)[0]
+    assert rec.sgd_vs_adam["p_chance_mean_jaccard"] < 0.001  # what the uniform draw says
+    assert c.p > 0.3 and c.direction == "inconclusive"
+    freq = rec.sgd_vs_adam["frequency_chance"]
+    assert freq["p_identical"] == pytest.approx((6 / 8) * (6 / 8) + (2 / 8) * (2 / 8))
+    sets = [["conv1", "bn1", "layer1"], ["layer1", "layer2", "layer3"], ["layer2", "layer3", "layer4"],
+            ["layer3", "layer4", "fc"], ["conv1", "layer4", "fc"], ["bn1", "layer2", "fc"]]
+    c = decide([claim_overlap(_overlap(sets, sets), RULES)], RULES)[0]
+    assert c.p < 0.01 and c.direction == "confirmed"  # same seed, same set; other seeds differ
+    assert c.magnitude == "consistent"  # 6/6 identical: 100% inside the interval
 
 
 @pytest.mark.parametrize("alt_steps,verdict", [(150, "refuted"), (300, "confirmed"), (200, "inconclusive")])
-def test_claim1_is_decided_by_the_lambda_ablation(alt_steps, verdict):
-    """lambda = 1 takes ~200 steps; another lambda taking ~150 refutes, ~300 confirms (1 is best)."""
+def test_claim1_is_one_test_of_lambda_1_against_the_mean_of_the_ablation(alt_steps, verdict):
     seeds = list(range(5))
     runs = [_run("beta", s, 200 + 7 * s) for s in seeds]
     runs += [_run("beta_lam3", s, alt_steps + 5 * (s % 3)) for s in seeds]
-    c = claim_momentum_rule(runs, 0.99, 0.9, seeds, 3)
-    assert c.direction == verdict, (c.per_seed, c.direction)
-    assert c.per_seed[0]["arm"] == "beta_lam3"
+    runs += [_run("beta_lam0.5", s, alt_steps + 3 * (s % 2)) for s in seeds]
+    c = decide([claim_momentum_rule(runs, 0.99, 0.9, seeds, RULES, peak_lr=0.1)], RULES)[0]
+    assert c.direction == verdict, (c.per_seed, c.p)
+    arms = {r["arm"]: r for r in c.per_seed}
+    assert arms["beta_lam3"]["clip_at_peak"] is True and arms["beta_lam0.5"]["clip_at_peak"] is False
 
 
-def test_overlap_claim_uses_the_share_of_identical_sets():
-    pairs = [{"a": f"sgd/s{s}", "b": f"adam/s{s}", "top_k_a": ["a", "b", "c"], "top_k_b": ["a", "b", "c"],
-              "jaccard": 1.0, "identical": True, "kendall_tau": 1.0} for s in range(3)]
-    rec = OverlapRecord(schedule="beta", method="rgn_ratio", k=3, n_groups=7, groups=list("abcdefg"), seeds=[0, 1, 2],
-                        optimizers=["sgd", "adam"], sgd_vs_adam={"pairs": pairs, "jaccard_mean": 1.0},
-                        same_optimizer_seeds={}, chance={"expected_jaccard": 0.3}, parameter_count={}, models=[],
-                        verdict="")
-    c = claim_overlap(rec, 3)
-    assert c.interval.estimate == 1.0 and c.interval.low == pytest.approx(0.025 ** (1 / 3), rel=1e-6)
-    assert (c.direction, c.magnitude) == ("confirmed", "confirmed")
-    pairs[0].update(identical=False, jaccard=0.5)
-    pairs[1].update(identical=False, jaccard=0.5)
-    c = claim_overlap(rec, 3)
-    assert c.interval.high == pytest.approx(0.906, abs=0.001)  # 1 of 3 identical
-    assert c.magnitude == "refuted"  # the interval excludes the paper's 100%
+def test_claim1_reports_each_arms_share_of_clipped_steps():
+    seeds = [0, 1, 2]
+    runs = [_run("beta", s, 200) for s in seeds]
+    lam = [_run("beta_lam10", s, 250) for s in seeds]
+    for r in lam:
+        r.clip_low_steps = 200
+    c = claim_momentum_rule(runs + lam, 0.99, 0.9, seeds, RULES, peak_lr=0.1)
+    assert c.per_seed[0]["clipped_share"] == pytest.approx(200 / 300)
+
+
+def test_claim1_without_an_ablation_counts_the_clips_only():
+    r = _run("beta", 0, 100)
+    r.clip_low_steps, r.clip_high_steps, r.steps_done = 4, 10, 200
+    c = decide([claim_momentum_rule([r], 0.99, 0.9, [0], RULES)], RULES)[0]
+    assert c.direction.startswith("inconclusive (no lambda ablation") and c.magnitude == "n/a"
+    assert "below 0 (lr > 0.25) at 4 of 200" in c.notes
+
+
+def test_below_the_minimum_n_every_verdict_is_inconclusive_by_rule():
+    runs = _arm("beta", [100, 100]) + _arm("constant", [190, 200])
+    c = decide([claim_speedup(runs, [0.9], [0, 1], RULES)], RULES)[0]
+    assert c.direction == c.magnitude == "inconclusive (n = 2 < 3)"
+
+
+def test_summary_metrics_code_the_words():
+    rows = [{"id": "2", "what": "x", "interval": {"estimate": 1.3}, "p_holm": 0.01,
+             "direction": "faster, not explained by the effective step", "magnitude": "inconsistent"},
+            {"id": "3", "what": "y", "interval": {"estimate": None}, "p_holm": None, "direction": "inconclusive",
+             "magnitude": "consistent (one-seed prediction interval)"}]
+    out = summary_metrics(rows)
+    assert out == {"c2.value": 1.3, "c2.p_holm": 0.01, "c2.direction": 1, "c2.magnitude": -1, "c3.direction": 0,
+                   "c3.magnitude": 1}
+
+
+def test_claim_rows_is_json_ready(tmp_path):
+    import json
+    assert callable(claim_rows)
+    c = decide([claim_speedup(_arm("beta", BETA) + _arm("constant", [150] * 8), [0.9], list(range(8)), RULES)], RULES)
+    json.dumps([x.as_dict() for x in c])

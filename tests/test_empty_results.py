@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from betasched.analysis import plots
-from betasched.analysis.claims import claim_rows, summary_metrics
+from betasched.analysis.claims import Rules, claim_rows, summary_metrics
 from betasched.analysis.compare import long_frames, summarize
 from betasched.analysis.records import RunRecord, load_overlap, load_repair
 from betasched.analysis.report import render
@@ -68,7 +68,7 @@ def test_claims_and_report_on_empty_results(case):
     runs = CASES[case]
     overlap, repair = load_overlap(ROOT / "metrics/overlap.json"), load_repair(ROOT / "metrics/repair.json")
     seeds = sorted({r.seed for r in runs})
-    claims = claim_rows(runs, overlap, repair, 0.99, TARGETS, seeds, 3)
+    claims = claim_rows(runs, overlap, repair, 0.99, TARGETS, seeds, Rules())
     summary_metrics(claims)
     params = {"preset": "smoke", "matrix": {"seeds": seeds, "optimizers": sorted({r.optimizer for r in runs}),
                                             "schedules": sorted({r.schedule for r in runs}), "controls": []}}

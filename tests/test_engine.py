@@ -33,11 +33,15 @@ def test_refined_steps_match_an_evaluation_at_every_step(data):
     by_key = {round(t * 1000): t for t in sorted({off_grid[0], (off_grid[0] + best) / 2, best})}  # distinct keys
     targets = tuple(by_key.values())
     dense = train(_cfg(eval_every=1, targets=targets), data)
-    refined = train(_cfg(eval_every=10, targets=targets, refine_targets=True), data)
+    # margin 0: only the window whose closing evaluation reaches a target is refined (the old rule)
+    refined = train(_cfg(eval_every=10, targets=targets, refine_targets=True, refine_margin=0.0), data)
     assert [r["loss"] for r in dense.steps] == [r["loss"] for r in refined.steps]  # evaluation never changes training
     assert {e["step"]: e["test_acc"] for e in dense.evals} == acc  # targets never change training either
     for t in targets:
         assert refined.reached[f"acc_{round(t * 1000):03d}"] == _first_in_window(acc, t), t
+    # margin 1: every window is refined while a target is unreached: the dense first crossing, exactly
+    exact = train(_cfg(eval_every=10, targets=targets, refine_targets=True, refine_margin=1.0), data)
+    assert exact.reached == dense.reached
     refined_rows = [e for e in refined.evals if e["kind"] == "refine"]
     assert refined_rows and all(acc[e["step"]] == e["test_acc"] for e in refined_rows)
     assert refined.resolution == 1 and dense.resolution == 1

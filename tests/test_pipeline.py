@@ -117,11 +117,14 @@ def test_repair_has_every_arm(repo):
     assert rep["splits"] == {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
     for model in rep["models"]:
         arms = [a["arm"] for a in model["arms"]]
-        assert arms[:6] == ["flagged", "full", "fc_only", "lowest_k", "param_matched", "auto_rgn"]
-        assert sum(a.startswith("random_") for a in arms) == 3
+        assert arms[:7] == ["flagged", "step_control", "fc_only", "lowest_k", "param_matched", "auto_rgn",
+                            "fc_toggled"]
+        random = [a for a in model["arms"] if a["random"]]
+        assert len(random) == 6 and {a["stratum"] for a in random} == {"with layer4", "without layer4"}
         for a in model["arms"]:
             assert a["fixed"] - a["broken"] == a["net"] and 0 < a["param_fraction"] <= 1
-        assert next(a for a in model["arms"] if a["arm"] == "full")["param_fraction"] == 1.0
+            assert a["flipped"] >= a["fixed"] + a["broken"] and a["errors_before"] >= a["fixed"]
+        assert next(a for a in model["arms"] if a["arm"] == "step_control")["param_fraction"] == 1.0
 
 
 def test_report_has_all_five_claims(repo):
@@ -135,7 +138,8 @@ def test_report_has_all_five_claims(repo):
             assert c["direction"] in ("inconclusive (n = 1 < 3)", "n/a"), c
         assert f"| {c['id']} | " in report
     for section in ("Effective-step confound", "Time to target", "Layer overlap", "Surgical repair", "Provenance",
-                    "Time-to-target resolution", "Targets"):
+                    "Time-to-target resolution", "Targets", "p (Holm)", "seed-permutation null",
+                    "Claim 4: controls that isolate the diagnostic", "churn (flipped)", "one-seed prediction"):
         assert section in report
     assert (repo / "plots/momentum_schedules.png").stat().st_size > 10_000
 

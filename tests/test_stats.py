@@ -116,3 +116,42 @@ def test_exact_chance_distribution_of_a_mean_jaccard():
     rng = np.random.default_rng(3)
     draws = rng.choice([0, 0.2, 0.5, 1.0], p=[4 / 35, 18 / 35, 12 / 35, 1 / 35], size=(200_000, 3)).mean(1)
     assert p3 == pytest.approx((draws >= 0.5 - 1e-12).mean(), abs=0.004)
+
+
+def test_holm_against_hand_computed_values():
+    from betasched.analysis.stats import holm
+    out = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": None})
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1, then made monotone
+    assert out == {"a": pytest.approx(0.03), "c": pytest.approx(0.06), "b": pytest.approx(0.06), "d": None}
+    assert holm({"x": 0.6, "y": 0.7}) == {"x": pytest.approx(1.0), "y": pytest.approx(1.0)}
+
+
+def test_seed_permutation_null_enumerates_the_derangements():
+    from betasched.analysis.stats import seed_permutation_null
+    same = lambda pairs: sum(a == b for a, b in pairs)  # noqa: E731
+    out = seed_permutation_null(["x", "y", "z"], ["x", "y", "z"], same)
+    # n = 3 has 2 derangements, both with 0 matches: p = (1 + 0) / (1 + 2)
+    assert out["observed"] == 3 and out["n_null"] == 2 and out["p"] == pytest.approx(1 / 3)
+    out = seed_permutation_null(["x"] * 4, ["x"] * 4, same)  # every pairing agrees: no evidence
+    assert out["n_null"] == 9 and out["p"] == 1.0
+
+
+@pytest.mark.parametrize("n", [3, 8])
+def test_prediction_interval_covers_one_new_seed_at_its_level(n):
+    from betasched.analysis.stats import prediction_interval
+    rng = np.random.default_rng(n)
+    hits = 0
+    for _ in range(4000):
+        xs = rng.normal(0.3, 0.2, n)
+        pi = prediction_interval(xs)
+        hits += pi.low <= rng.normal(0.3, 0.2) <= pi.high
+    assert abs(hits / 4000 - 0.95) < 0.012, hits / 4000
+
+
+def test_censored_slow_seed_gives_a_lower_bound_only():
+    """Entering a censored slow seed at the run length can only lower its log ratio, so the mean;
+    the bound itself can move either way (the sd changes too): its coverage is what
+    tests/test_coverage.py checks."""
+    full = paired_log_ratio([300, 320, 340, 310], [100, 110, 105, 100])["interval"]
+    cut = paired_log_ratio([300, 320, None, 310], [100, 110, 105, 100], horizon=330)["interval"]
+    assert cut.high is None and cut.low is not None and cut.estimate < full.estimate

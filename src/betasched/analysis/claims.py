@@ -1,16 +1,26 @@
 """The paper's claims, measured. Each claim row keeps the per-seed values, the point estimate, the
-interval and its method, n, and two verdicts, by rules fixed here and applied to every claim:
+interval and its method, n, its direction test's raw and Holm-adjusted p-values, and two
+verdicts, by rules fixed here (and in params' ``stats`` section, written before the runs):
 
-- direction (does the effect go the paper's way?): *confirmed* when the interval excludes the
-  null on the paper's side, *refuted* when it excludes the null on the other side, else
-  *inconclusive*;
-- magnitude (is the paper's number right?): *refuted* when the interval excludes it, *confirmed*
-  when it includes it and excludes the null, else *inconclusive*; "n/a" for a claim that states a
-  direction only.
+- direction (does the effect go the paper's way?): each direction test belongs to the family
+  declared in ``stats.family``; Holm's step-down adjustment runs over that family, and the
+  verdict uses the adjusted p: *confirmed* when it is below 1 - level and the estimate lies on
+  the paper's side of the null, *refuted* when below and on the other side, else *inconclusive*.
+  A test outside the family is judged on its raw p and says so.
+- claim 2 carries its own control (constant_matched, momentum 0.9 at beta's effective step): when
+  beta beats constant, the verdict says whether the effective step explains it: *faster, not
+  explained by the effective step* (beta also beats the control), *explained by the effective
+  step* (the control ratio's 1 - 2(1 - level) interval lies inside the equivalence margin
+  ``stats.equivalence.claim2_control``: two one-sided tests), else *not separated*.
+- magnitude (is the paper's number right?): *consistent* when the paper's number lies inside the
+  interval it is compared with, *inconsistent* when outside, and *equivalent* when a margin for
+  that claim is declared in ``stats.margins`` and the 1 - 2(1 - level) interval lies inside it.
+  The paper reports one seed (``stats.paper_seeds: 1``), so its number is compared with the
+  prediction interval for one seed; the mean's interval stays beside it. "Consistent" is a
+  failure to reject, never a confirmation. "n/a" for a claim that states a direction only.
 
-Below ``stats.min_seeds`` seeds both verdicts are "inconclusive (n = k)" by rule, whatever the
-interval says. Censored seeds (a target never reached) give no interval: the direction then comes
-from the exact sign test on the per-seed orders, and the magnitude is inconclusive.
+Below ``stats.min_seeds`` seeds both verdicts are "inconclusive (n = k)" by rule. Censored seeds
+(a target never reached within the run) enter at the run length: a one-sided interval (stats.py).
 """
 from __future__ import annotations
 
@@ -22,10 +32,39 @@ import numpy as np
 from ..core.names import target_key
 from ..core.schedules import PAPER_METHODS as FIVE
 from .records import OverlapRecord, RepairRecord, RunRecord
-from .stats import (LEVEL, Interval, censored_median, clopper_pearson, p_identical, p_mean_jaccard_at_least,
-                    paired_log_ratio, t_interval)
+from .stats import (LEVEL, Interval, censored_median, clopper_pearson, holm, one_sided, paired_log_ratio,
+                    prediction_interval, t_interval, t_test_p)
 
 PER_10K = 10_000
+# the direction tests of the report's verdicts; claim 4a and 4c one per optimizer, claim 5 one per other method
+DEFAULT_FAMILY = ("1", "2", "2.control", "3", "4a", "4c", "5")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The verdict rules of params' stats section, read once (pipeline.compose.check_stats, which
+    checks each field and builds this with ``Rules.from_section``)."""
+    min_seeds: int = 3
+    level: float = LEVEL
+    paper_seeds: int = 1  # the paper's numbers come from this many seeds: 1 -> judged by a prediction interval
+    family: tuple = DEFAULT_FAMILY
+    claim2_control: tuple = (0.9, 1.0 / 0.9)  # equivalence margin of constant_matched / beta
+    margins: dict = field(default_factory=dict)  # claim id -> (low, high): the paper's number's equivalence band
+
+    @classmethod
+    def from_section(cls, st: dict) -> "Rules":
+        equivalence = st.get("equivalence") or {}
+        return cls(min_seeds=st["min_seeds"], level=st["level"], paper_seeds=st.get("paper_seeds", 1),
+                   family=tuple(st.get("family") or DEFAULT_FAMILY),
+                   claim2_control=tuple(equivalence.get("claim2_control", (0.9, 1 / 0.9))),
+                   margins={str(k): tuple(v) for k, v in (st.get("margins") or {}).items()})
+
+    @property
+    def alpha(self) -> float:
+        return 1 - self.level
+
+    def in_family(self, test: str) -> bool:
+        return test in self.family or test.split(".")[0] in self.family
 
 
 @dataclass
@@ -39,41 +78,44 @@ class Claim:
     direction: str
     magnitude: str
     notes: str = ""
+    test: str | None = None  # its name in the family of direction tests
+    p: float | None = None
+    p_holm: float | None = None
+    side: str = "above"
+    prediction: Interval | None = None
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["interval"] = self.interval.as_dict()
+        d["prediction"] = self.prediction.as_dict() if self.prediction else None
         return d
 
 
-def judge(interval: Interval, null: float | None, paper, side: str, min_n: int, p_direction: float | None = None,
-          positive: bool | None = None) -> tuple[str, str]:
-    """(direction, magnitude) verdicts; ``side``: where the paper's effect lies from the null
-    ('above' or 'below'). Without an interval, ``p_direction`` (an exact test) and ``positive``
-    (the observed direction) decide the direction alone."""
-    if interval.n < min_n:
-        rule = f"inconclusive (n = {interval.n} < {min_n})"
-        return rule, rule if isinstance(paper, (int, float)) else "n/a"
-    magnitude_applies = isinstance(paper, (int, float))
-    if interval.low is None:
-        if p_direction is not None and p_direction < 1 - LEVEL:
-            good = positive == (side == "above")
-            return ("confirmed" if good else "refuted"), ("inconclusive" if magnitude_applies else "n/a")
-        return "inconclusive", "inconclusive" if magnitude_applies else "n/a"
-    lo, hi = interval.low, interval.high
-    if null is None:
-        direction = "n/a"
-        excludes_null = True
-    else:
-        above, below = lo > null, hi < null
-        direction = "confirmed" if (above and side == "above") or (below and side == "below") else \
-            "refuted" if above or below else "inconclusive"
-        excludes_null = direction == "confirmed"
-    if not magnitude_applies:
-        return direction, "n/a"
-    magnitude = "refuted" if not lo <= paper <= hi else "confirmed" if excludes_null else "inconclusive"
-    return direction, magnitude
+def direction_word(estimate, null, p, side: str, alpha: float) -> str:
+    """confirmed / refuted / inconclusive from a p-value and the estimate's side of the null."""
+    if p is None or estimate is None or null is None or p >= alpha:
+        return "inconclusive"
+    return "confirmed" if (estimate > null) == (side == "above") else "refuted"
+
+
+def _inside(iv: Interval | None, band) -> bool:
+    return iv is not None and iv.low is not None and iv.high is not None and band[0] <= iv.low and iv.high <= band[1]
+
+
+def magnitude_word(paper, compared: Interval | None, narrow: Interval | None = None, margin=None) -> str:
+    """equivalent / consistent / inconsistent / inconclusive for a paper's number; ``compared``: the
+    interval it is judged against (the prediction interval for a one-seed paper number), ``narrow``:
+    the mean's 1 - 2 alpha interval for the equivalence test against ``margin``."""
+    if not isinstance(paper, (int, float)):
+        return "n/a"
+    if margin is not None and _inside(narrow, margin):
+        return "equivalent"
+    if compared is None or (compared.low is None and compared.high is None):
+        return "inconclusive"
+    lo = -math.inf if compared.low is None else compared.low
+    hi = math.inf if compared.high is None else compared.high
+    return "consistent" if lo <= paper <= hi else "inconsistent"
 
 
 def steps_by_seed(runs: list[RunRecord], optimizer: str, schedule: str, target: float, seeds) -> list:
@@ -83,120 +125,196 @@ def steps_by_seed(runs: list[RunRecord], optimizer: str, schedule: str, target: 
     return [None if s not in by_seed else by_seed[s].step_at(key) for s in seeds]
 
 
-def speedup(runs, optimizer, slow: str, fast: str, target, seeds) -> dict:
-    """steps(slow) / steps(fast), paired by seed (paired_log_ratio)."""
+def horizon(runs: list[RunRecord], optimizer: str) -> int | None:
+    """The run length a censored seed enters at (a target not reached was not reached by then)."""
+    steps = [r.total_steps for r in runs if r.optimizer == optimizer]
+    return max(steps) if steps else None
+
+
+def speedup(runs, optimizer, slow: str, fast: str, target, seeds, level: float = LEVEL) -> dict:
+    """steps(slow) / steps(fast), paired by seed (paired_log_ratio), censored seeds at the run length."""
     return paired_log_ratio(steps_by_seed(runs, optimizer, slow, target, seeds),
-                            steps_by_seed(runs, optimizer, fast, target, seeds))
+                            steps_by_seed(runs, optimizer, fast, target, seeds), level, horizon(runs, optimizer))
 
 
-def _ratio_claim(cid, what, res, paper, min_n, side="above", notes="") -> Claim:
-    iv = res["interval"]
-    direction, magnitude = judge(iv, 1.0, paper, side, min_n, res["sign_test_p"], res["faster"] > res["slower"])
+def _narrow(res: dict, level: float) -> Interval | None:
+    """The 1 - 2 alpha interval of a speed-up (for two one-sided tests), when every seed reached."""
+    if res["censored"]:
+        return None
+    logs = [r["log_ratio"] for r in res["per_seed"]]
+    return t_interval(logs, 1 - 2 * (1 - level)).mapped(math.exp)
+
+
+def _ratio_claim(cid, what, res, paper, rules: Rules, test: str, notes="") -> Claim:
     reached = res["reached"]
     censored = f"; censored seeds {res['censored']} (sign test p = {res['sign_test_p']:.3f})" if res["censored"] else ""
-    return Claim(cid, what, paper, 1.0, iv, res["per_seed"], direction, magnitude,
-                 f"reached: {reached['slow']}/{reached['n']} vs {reached['fast']}/{reached['n']}{censored}. {notes}")
+    return Claim(cid, what, paper, 1.0, res["interval"], res["per_seed"], "", "",
+                 f"reached: {reached['slow']}/{reached['n']} vs {reached['fast']}/{reached['n']}{censored}. {notes}",
+                 test=test, p=res["p"], prediction=res["prediction"])
 
 
-def claim_momentum_rule(runs: list[RunRecord], max_momentum: float, target: float, seeds, min_n: int) -> Claim:
+def claim_momentum_rule(runs: list[RunRecord], max_momentum: float, target: float, seeds, rules: Rules,
+                        peak_lr: float | None = None) -> Claim:
     """Claim 1: is the constant the paper sets (lambda = 1 in mu = 1 - 2 sqrt(alpha lambda)) special?
-    Each other lambda of the ablation, and beta_curv (lambda measured), against lambda = 1: the
-    paired ratio steps(other) / steps(lambda = 1) to the first target (SGD). Refuted when some other
-    value is faster (interval below 1: the constant is a free parameter, and 1 is not its best
-    value); confirmed when every other is slower (interval above 1); else inconclusive. The clip
-    counts are facts beside it, never a verdict (the cap is this project's choice)."""
+    One pre-declared test: per seed, the mean over the ablation's other arms (and beta_curv) of
+    log steps(other) - log steps(lambda = 1) to the first target (SGD); above 0: lambda = 1 is
+    faster than the alternatives on average (confirmed), below: slower (refuted). An arm that never
+    reached enters at the run length (a lower bound: one-sided). The per-arm ratios are a
+    descriptive table, with each arm's share of steps whose momentum was clipped to 0 (lambda *
+    alpha > 0.25) and a mark where that happens at the peak LR: those arms mostly test the clip."""
     beta = [r for r in runs if r.schedule == "beta"]
     clips = [{"run": f"{r.optimizer}/s{r.seed}", "steps": r.steps_done, "below_0": r.clip_low_steps,
               "above_cap": r.clip_high_steps} for r in beta]
     low, high, total = (sum(x[k] for x in clips) for k in ("below_0", "above_cap", "steps"))
     facts = (f"beta's formula below 0 (lr > 0.25) at {low} of {total} optimizer steps, above the cap {max_momentum} at "
              f"{high}; it stays in [0, 1) for lr in (0, 0.25]")
+    what = "mu = 1 - 2 sqrt(lr): no free parameter (lambda = 1 vs the mean of the ablation and beta_curv)"
     others = sorted({r.schedule for r in runs if r.optimizer == "sgd" and
                      (r.schedule.startswith("beta_lam") or r.schedule == "beta_curv")})
     if not others:
-        return Claim("1", "mu = 1 - 2 sqrt(lr): no free parameter (the curvature constant lambda = 1)",
-                     "no free parameter", 1.0, Interval(None, None, None, "no lambda ablation in this preset", 0),
-                     clips, "inconclusive (no lambda ablation: preset laptop-lambda)", "n/a", facts + ".")
-    rows, faster, slower = [], [], []
+        return Claim("1", what, "no free parameter", 1.0, Interval(None, None, None, "no lambda ablation in this "
+                     "preset", 0), clips, "inconclusive (no lambda ablation: preset laptop-lambda)", "n/a", facts + ".")
+    rows = []
     for label in others:
-        res = speedup(runs, "sgd", label, "beta", target, seeds)
+        res = speedup(runs, "sgd", label, "beta", target, seeds, rules.level)
         iv = res["interval"]
-        rows.append({"arm": label, "ratio": iv.estimate, "low": iv.low, "high": iv.high,
-                     "reached": f"{res['reached']['slow']}/{res['reached']['n']}"})
-        faster.append(iv.high is not None and iv.high < 1.0)
-        slower.append(iv.low is not None and iv.low > 1.0)
+        arm_runs = [r for r in runs if r.optimizer == "sgd" and r.schedule == label]
+        clip = sum(r.clip_low_steps for r in arm_runs) / max(1, sum(r.steps_done for r in arm_runs))
+        lam = _lam(label)
+        rows.append({"arm": label, "ratio": iv.estimate, "low": iv.low, "high": iv.high, "p": res["p"],
+                     "reached": f"{res['reached']['slow']}/{res['reached']['n']}", "clipped_share": clip,
+                     "clip_at_peak": None if lam is None or peak_lr is None else lam * peak_lr > 0.25})
+    adjusted = holm({r["arm"]: r["p"] for r in rows})
+    for r in rows:
+        r["p_holm_in_table"] = adjusted[r["arm"]]
+    hz = horizon(runs, "sgd")
+    base = steps_by_seed(runs, "sgd", "beta", target, seeds)
+    values, bounded, unknown = [], False, False
+    for i, b in enumerate(base):
+        alts = [steps_by_seed(runs, "sgd", label, target, seeds)[i] for label in others]
+        if b is None:
+            unknown = True
+            continue
+        bounded |= any(a is None for a in alts)
+        values.append(float(np.mean([math.log((a if a is not None else max(hz, b)) / b) for a in alts])))
     n = len(seeds)
-    if n < min_n:
-        direction = f"inconclusive (n = {n} < {min_n})"
+    if unknown:
+        est, p = Interval(None, None, None, "lambda = 1 never reached the target in some seed: no interval", n), None
+    elif bounded:
+        est = one_sided(values, "low", rules.level, "one-sided: arms that never reached enter at the run length")
+        p = t_test_p(values) if est.estimate > 0 else 1.0
     else:
-        direction = "refuted" if any(faster) else "confirmed" if all(slower) else "inconclusive"
-    best = min((r for r in rows if r["ratio"] is not None), key=lambda r: r["ratio"], default=None)
-    est = Interval(best["ratio"] if best else None, best["low"] if best else None, best["high"] if best else None,
-                   f"the fastest alternative ({best['arm'] if best else 'none'}) over lambda = 1: exp of a "
-                   "t-interval of per-seed log ratios", n)
-    return Claim("1", "mu = 1 - 2 sqrt(lr): no free parameter (lambda = 1 vs the ablation and beta_curv)",
-                 "no free parameter", 1.0, est, rows, direction, "n/a", facts + ". Steps to the first target, "
-                 "other / lambda = 1 (below 1: faster than the paper's constant).")
+        est, p = t_interval(values, rules.level), t_test_p(values)
+    est = est.mapped(math.exp, "geometric mean over the other arms of steps(arm) / steps(lambda = 1), per seed: "
+                     + est.method)
+    claim = Claim("1", what, "no free parameter", 1.0, est, rows, "", "n/a", facts + ". Per arm: steps(arm) / "
+                  "steps(lambda = 1) to the first target (below 1: faster than the paper's constant); clipped share: "
+                  "steps with mu clipped to 0.", test="1", p=p)
+    return claim
 
 
-def claim_overlap(overlap: OverlapRecord, min_n: int) -> Claim:
-    """Claim 3: the share of seeds whose SGD and Adam top-k sets are identical (Clopper-Pearson),
-    against chance (1 / C(n, k)) and the paper's 100%."""
-    pairs = overlap.sgd_vs_adam["pairs"]
+def _lam(label: str) -> float | None:
+    """lambda of an ablation arm's name (beta_lam3 -> 3.0, beta_lam0.3 -> 0.3); None for beta_curv."""
+    if not label.startswith("beta_lam"):
+        return None
+    try:
+        return float(label[len("beta_lam"):])
+    except ValueError:
+        return None
+
+
+def claim_overlap(overlap: OverlapRecord, rules: Rules) -> Claim:
+    """Claim 3: SGD and Adam flag the same top-k groups. Direction: the seed-permutation test of the
+    mean Jaccard (does pairing SGD seed i with Adam seed i beat pairing it with another seed?).
+    Magnitude: the share of seeds with identical sets (Clopper-Pearson) against the paper's 100%.
+    Beside it: the same-optimizer baseline, the chance from each optimizer's own top-k
+    frequencies, and the uniform draw (1 / C(n, k)) as a labelled reference only."""
+    cross = overlap.sgd_vs_adam
+    pairs = cross["pairs"]
     k_same = sum(p["identical"] for p in pairs)
-    iv = clopper_pearson(k_same, len(pairs))
-    null = p_identical(overlap.n_groups, overlap.k)
-    direction, magnitude = judge(iv, null, 1.0, "above", min_n)
-    mean_j = overlap.sgd_vs_adam["jaccard_mean"]
-    p = p_mean_jaccard_at_least(overlap.n_groups, overlap.k, len(pairs), mean_j) if pairs else None
-    notes = (f"mean Jaccard {mean_j:.2f} vs chance {overlap.chance['expected_jaccard']:.2f} (exact p = {p:.3f} over "
-             f"{len(pairs)} pairs)" if pairs else "no pair")
-    return Claim("3", f"SGD and Adam flag the same top-{overlap.k} groups (share of seeds, schedule {overlap.schedule})",
-                 1.0, null, iv, [{"seed": pr["a"].split("/s")[-1], "sgd": pr["top_k_a"], "adam": pr["top_k_b"],
-                                  "jaccard": pr["jaccard"]} for pr in pairs], direction, magnitude, notes)
+    iv = clopper_pearson(k_same, len(pairs), rules.level)
+    perm = cross.get("permutation", {})
+    pj, pi = perm.get("jaccard", {}), perm.get("identical", {})
+    freq = cross.get("frequency_chance", {})
+    notes = (f"mean Jaccard {_fmt(cross['jaccard_mean'])} vs {_fmt(pj.get('null_mean'))} under the seed permutation "
+             f"(p = {_fmt(pj.get('p'), 3)}, {pj.get('method', 'n/a')}); identical {k_same}/{len(pairs)} vs "
+             f"{_fmt(pi.get('null_mean'))} (permutation p = {_fmt(pi.get('p'), 3)}), vs each optimizer's own top-k "
+             f"frequencies {_fmt(freq.get('p_identical'))} per seed (binomial p = {_fmt(freq.get('p'), 3)}); same "
+             f"optimizer, two seeds: Jaccard {_fmt(overlap.same_optimizer_seeds.get('jaccard_mean'))}; uniform draw "
+             f"(reference only): P(identical) = {_fmt(overlap.chance['p_identical_set'], 4)}" if pairs else "no pair")
+    return Claim("3", f"SGD and Adam flag the same top-{overlap.k} groups (schedule {overlap.schedule})", 1.0,
+                 pj.get("null_mean"), iv, [{"seed": pr["a"].split("/s")[-1], "sgd": pr["top_k_a"], "adam": pr["top_k_b"],
+                                            "jaccard": pr["jaccard"]} for pr in pairs], "", "", notes, test="3",
+                 p=pj.get("p"), extra={"estimate_for_direction": pj.get("observed")})
 
 
-def claims_repair(repair: RepairRecord, min_n: int) -> list[Claim]:
-    """Claim 4 per optimizer, over seeds: flagged vs random draws (direction), fixes and net per
-    10k test images beside the paper's 62, and the share of parameters beside its 18%."""
+def _fmt(v, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def claims_repair(repair: RepairRecord, rules: Rules) -> list[Claim]:
+    """Claim 4 per optimizer, over seeds. 4a: flagged minus the random draws of the same stratum
+    (sets with / without the largest group), net fixes per 10k; beside it, flagged minus the arm
+    that differs only by fc, and minus the step control (all groups, same extra steps). 4b: gross
+    fixes per 10k, the paper's 62 (gross fixes). 4c: net fixes, no paper number (the paper's +22
+    is another variant's). 4d: the share of parameters retrained, the paper's 18%. Each seed's
+    churn (test predictions that flip) and fixes as a share of the errors before repair are
+    reported beside them."""
     scale = PER_10K / repair.n_test
     out = []
     for opt in sorted({m.optimizer for m in repair.models}, key=lambda o: (o != "sgd", o)):
         models = [m for m in repair.models if m.optimizer == opt]
         seeds = [m.seed for m in models]
-        excess = [(m.arm("flagged").net - float(np.mean(m.random_nets()))) * scale for m in models]
-        fixed = [m.arm("flagged").fixed * scale for m in models]
-        net = [m.arm("flagged").net * scale for m in models]
-        share = [m.arm("flagged").param_fraction for m in models]
+        flagged = [m.arm("flagged") for m in models]
+        excess = [(f.net - float(np.mean(m.random_nets(m.flagged_stratum())))) * scale for f, m in zip(flagged, models)]
+        controls = {}
+        for name, label in (("fc_toggled", "flagged minus the same set toggled at fc"),
+                            ("step_control", "flagged minus the step control (all groups)")):
+            diffs = [(f.net - m.arm(name).net) * scale for f, m in zip(flagged, models) if any(a.arm == name for a in m.arms)]
+            civ = t_interval(diffs, rules.level)
+            controls[name] = {"what": label, "interval": civ.as_dict(), "p": t_test_p(diffs), "n": len(diffs)}
+        churn = [f.flipped / repair.n_test for f in flagged]
+        fix_share = [f.fixed / f.errors_before if f.errors_before else None for f in flagged]
+        context = {"churn": t_interval(churn, rules.level).as_dict(),
+                   "fixes_share_of_errors": t_interval(fix_share, rules.level).as_dict(),
+                   "controls": controls}
         rows = [
-            ("4a", f"{opt}: flagged minus random groups, net fixes per 10k", None, 0.0, excess, "above"),
-            ("4b", f"{opt}: fixes per 10k test images (paper: fixes 62)", 62.0, None, fixed, "above"),
-            ("4c", f"{opt}: net fixes per 10k (fixed - broken)", 62.0, 0.0, net, "above"),
-            ("4d", f"{opt}: share of parameters retrained (paper: 18%)", 0.18, None, share, "below"),
+            ("4a", f"{opt}: flagged minus random groups of its stratum, net fixes per 10k", None, 0.0, excess, "above"),
+            ("4b", f"{opt}: fixes per 10k test images (paper: 62 fixes)", 62.0, None, [f.fixed * scale for f in flagged],
+             "above"),
+            ("4c", f"{opt}: net fixes per 10k (fixed - broken; no paper number)", None, 0.0,
+             [f.net * scale for f in flagged], "above"),
+            ("4d", f"{opt}: share of parameters retrained (paper: 18%)", 0.18, None, [f.param_fraction for f in flagged],
+             "below"),
         ]
         for cid, what, paper, null, values, side in rows:
-            iv = t_interval(values)
-            direction, magnitude = judge(iv, null, paper, side, min_n)
-            per_seed = [{"seed": s, "value": v} for s, v in zip(seeds, values)]
-            out.append(Claim(cid, what, paper, null, iv, per_seed, direction, magnitude))
+            iv = t_interval(values, rules.level)
+            claim = Claim(cid, what, paper, null, iv, [{"seed": s, "value": v} for s, v in zip(seeds, values)], "", "",
+                          test=f"{cid}.{opt}" if null is not None else None,
+                          p=t_test_p(values, null) if null is not None else None, side=side,
+                          prediction=prediction_interval(values, rules.level))
+            claim.extra = {"narrow": t_interval(values, 1 - 2 * rules.alpha).as_dict(), **context}
+            out.append(claim)
     return out
 
 
-def claim_hybrid(runs, target, seeds, min_n) -> Claim:
-    """Claim 5: steps of the fastest other method / steps of hybrid, per seed (SGD): above 1 when
-    hybrid is first. The per-seed best of the others takes censored arms as not reached."""
+def claim_hybrid(runs, target, seeds, rules: Rules) -> Claim:
+    """Claim 5: hybrid is first. One paired test per other method, steps(other) / steps(hybrid)
+    (SGD), each in the family: confirmed when hybrid beats every other method, refuted when some
+    method beats hybrid, else inconclusive. The claim's interval is that of the closest method."""
     per = {s: steps_by_seed(runs, "sgd", s, target, seeds) for s in FIVE}
-    best = []
-    for i in range(len(seeds)):
-        reached = [per[s][i] for s in FIVE if s != "hybrid" and per[s][i] is not None]
-        best.append(min(reached) if reached else None)
-    res = paired_log_ratio(best, per["hybrid"])
+    comparisons = {s: speedup(runs, "sgd", s, "hybrid", target, seeds, rules.level) for s in FIVE if s != "hybrid"}
     ranking = ranking_with_ties(per)
-    claim = _ratio_claim("5", f"SGD: hybrid is first to {target:.3g} (paper: 95%); best other / hybrid",
-                         res, "> 1", min_n, notes="order: " + ", ".join(
+    closest = min(comparisons, key=lambda s: (math.inf if comparisons[s]["interval"].estimate is None
+                                              else comparisons[s]["interval"].estimate))
+    res = comparisons[closest]
+    claim = _ratio_claim("5", f"SGD: hybrid is first to {target:.3g} (paper: 95%); other / hybrid, closest: {closest}",
+                         res, "> 1", rules, "5", notes="order: " + ", ".join(
                              f"{s} ({r['median'] if r['median'] is not None else 'not reached'}, "
                              f"{r['reached']}/{len(seeds)})" for s, r in ranking.items()))
-    claim.extra["ranking"] = ranking
+    claim.extra = {"ranking": ranking, "comparisons": {s: {"interval": c["interval"].as_dict(), "p": c["p"],
+                                                           "reached": c["reached"]}
+                                                       for s, c in comparisons.items()}}
     return claim
 
 
@@ -214,13 +332,102 @@ def ranking_with_ties(per: dict[str, list]) -> dict[str, dict]:
     return {s: rows[s] for s in order}
 
 
-def claim_rows(runs, overlap, repair, max_momentum, targets, seeds, min_n) -> list[dict]:
-    low, high = targets[0], targets[-1]
-    c2 = _ratio_claim("2", f"SGD: steps to {low:.3g} (paper: 90%), constant 0.9 / beta",
-                      speedup(runs, "sgd", "constant", "beta", low, seeds), 1.9, min_n)
-    claims = [claim_momentum_rule(runs, max_momentum, low, seeds, min_n), c2, claim_overlap(overlap, min_n),
-              *claims_repair(repair, min_n), claim_hybrid(runs, high, seeds, min_n)]
-    return [c.as_dict() for c in claims]
+def family_tests(claims: list[Claim]) -> dict[str, float | None]:
+    """Every direction test of the claims, by name: a claim's own and its sub-tests (claim 2's
+    control, claim 5's comparisons)."""
+    tests = {}
+    for c in claims:
+        if c.test and c.id != "5":
+            tests[c.test] = c.p
+        if c.id == "2" and "control" in c.extra:
+            tests["2.control"] = c.extra["control"]["p"]
+        if c.id == "5":
+            tests.update({f"5.{s}": v["p"] for s, v in c.extra.get("comparisons", {}).items()})
+    return tests
+
+
+def decide(claims: list[Claim], rules: Rules) -> list[Claim]:
+    """Holm over the declared family, then both verdicts of every claim."""
+    tests = family_tests(claims)
+    adjusted = holm({k: p for k, p in tests.items() if rules.in_family(k)})
+    final = lambda k: adjusted.get(k) if rules.in_family(k) else tests.get(k)  # noqa: E731
+    for c in claims:
+        if c.interval.n < rules.min_seeds:
+            rule = f"inconclusive (n = {c.interval.n} < {rules.min_seeds})"
+            c.direction = c.direction if c.direction.startswith("inconclusive (no") else rule
+            c.magnitude = rule if isinstance(c.paper, (int, float)) else "n/a"
+            continue
+        if c.id == "5":
+            comps = c.extra["comparisons"]
+            words = {}
+            for s, v in comps.items():
+                v["p_holm"] = final(f"5.{s}")
+                words[s] = direction_word(v["interval"]["estimate"], 1.0, v["p_holm"], "above", rules.alpha)
+            c.p_holm = min((v["p_holm"] for v in comps.values() if v["p_holm"] is not None), default=None)
+            c.direction = ("confirmed" if all(w == "confirmed" for w in words.values()) else
+                           "refuted" if any(w == "refuted" for w in words.values()) else "inconclusive")
+            c.magnitude = "n/a"
+        elif c.test:
+            c.p_holm = final(c.test)
+            estimate = c.extra.get("estimate_for_direction", c.interval.estimate)
+            c.direction = direction_word(estimate, c.null, c.p_holm, c.side, rules.alpha)
+            if not rules.in_family(c.test) and c.direction != "inconclusive":
+                c.direction += " (outside the declared family: raw p)"
+        else:
+            c.direction = "n/a" if c.id != "1" else c.direction
+        if c.id == "2":
+            c.direction = _claim2_word(c, final("2.control"), rules)
+        if c.id not in ("1", "5"):
+            compared = c.prediction if rules.paper_seeds == 1 and c.prediction and c.prediction.low is not None \
+                else c.interval
+            narrow = Interval(**c.extra["narrow"]) if "narrow" in c.extra else None
+            c.magnitude = magnitude_word(c.paper, compared, narrow, rules.margins.get(c.id))
+            if c.magnitude in ("consistent", "inconsistent") and compared is c.prediction:
+                c.magnitude += " (one-seed prediction interval)"
+    return claims
+
+
+def _claim2_word(c: Claim, p_control, rules: Rules) -> str:
+    """Claim 2's direction with its control: faster, and is the effective step the reason?"""
+    if c.direction != "confirmed":
+        return c.direction
+    ctrl = c.extra.get("control")
+    if ctrl is None:
+        return "confirmed (no constant_matched control in this preset)"
+    ctrl["p_holm"] = p_control
+    if direction_word(ctrl["interval"]["estimate"], 1.0, p_control, "above", rules.alpha) == "confirmed":
+        return "faster, not explained by the effective step"
+    if ctrl["narrow"] is not None and _inside(Interval(**ctrl["narrow"]), rules.claim2_control):
+        return "explained by the effective step"
+    return "faster than constant; not separated from the effective step"
+
+
+def claim_speedup(runs, targets, seeds, rules: Rules) -> Claim:
+    """Claim 2: constant 0.9 over beta to the first target, with constant_matched over beta as its
+    control row (and the control's narrow interval for the equivalence test)."""
+    low = targets[0]
+    res = speedup(runs, "sgd", "constant", "beta", low, seeds, rules.level)
+    c = _ratio_claim("2", f"SGD: steps to {low:.3g} (paper: 90%), constant 0.9 / beta", res, 1.9, rules, "2")
+    narrow = _narrow(res, rules.level)
+    c.extra["narrow"] = narrow.as_dict() if narrow else None
+    if not c.extra["narrow"]:
+        c.extra.pop("narrow")
+    if any(r.schedule == "constant_matched" and r.optimizer == "sgd" for r in runs):
+        ctrl = speedup(runs, "sgd", "constant_matched", "beta", low, seeds, rules.level)
+        cn = _narrow(ctrl, rules.level)
+        c.extra["control"] = {"what": "constant_matched / beta (0.9 at beta's effective step)",
+                              "interval": ctrl["interval"].as_dict(), "p": ctrl["p"],
+                              "narrow": cn.as_dict() if cn else None, "margin": list(rules.claim2_control),
+                              "per_seed": ctrl["per_seed"], "reached": ctrl["reached"]}
+    return c
+
+
+def claim_rows(runs, overlap, repair, max_momentum, targets, seeds, rules: Rules, peak_lr: float | None = None
+               ) -> list[dict]:
+    claims = [claim_momentum_rule(runs, max_momentum, targets[0], seeds, rules, peak_lr),
+              claim_speedup(runs, targets, seeds, rules), claim_overlap(overlap, rules),
+              *claims_repair(repair, rules), claim_hybrid(runs, targets[-1], seeds, rules)]
+    return [c.as_dict() for c in decide(claims, rules)]
 
 
 def time_to_target(runs, optimizer, schedules, targets, seeds) -> list[dict]:
@@ -237,20 +444,28 @@ def time_to_target(runs, optimizer, schedules, targets, seeds) -> list[dict]:
     return rows
 
 
-VERDICT_CODE = {"confirmed": 1, "refuted": -1}
+# positive words 1, negative -1, anything else 0 (the words themselves are in claims.json and MLflow's tags)
+VERDICT_CODE = {"confirmed": 1, "refuted": -1, "consistent": 1, "equivalent": 1, "inconsistent": -1,
+                "faster, not explained by the effective step": 1, "explained by the effective step": -1}
+
+
+def _code(word: str) -> int:
+    return VERDICT_CODE.get(word.split(" (")[0], 0)
 
 
 def summary_metrics(claims: list[dict]) -> dict[str, float]:
-    """Each claim's estimate and verdicts as a few flat numbers, for `dvc exp show` and MLflow's
-    charts: c<id>[.<optimizer>].value / .direction / .magnitude (confirmed 1, refuted -1,
-    inconclusive 0; n/a left out)."""
+    """Each claim's estimate, adjusted p and verdicts as a few flat numbers, for `dvc exp show` and
+    MLflow's charts: c<id>[.<optimizer>].value / .p_holm / .direction / .magnitude (positive
+    verdicts 1, negative -1, else 0; n/a left out)."""
     out = {}
     for c in claims:
         opt = c["what"].split(":")[0] if c["id"].startswith("4") else ""
         key = f"c{c['id']}" + (f".{opt}" if opt else "")
         if c["interval"]["estimate"] is not None:
             out[f"{key}.value"] = round(float(c["interval"]["estimate"]), 6)
+        if c.get("p_holm") is not None:
+            out[f"{key}.p_holm"] = round(float(c["p_holm"]), 6)
         for which in ("direction", "magnitude"):
             if c[which] != "n/a":
-                out[f"{key}.{which}"] = VERDICT_CODE.get(c[which], 0)
+                out[f"{key}.{which}"] = _code(c[which])
     return out

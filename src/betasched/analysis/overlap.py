@@ -8,7 +8,8 @@ from scipy.stats import kendalltau
 
 from ..core.ranking import problem_layers, ranking
 from .records import AttributionRecord
-from .stats import expected_random_jaccard, jaccard, p_identical, p_mean_jaccard_at_least
+from .stats import (binomial_tail, expected_random_jaccard, frequency_chance_identical, jaccard, p_identical,
+                    p_mean_jaccard_at_least, seed_permutation_null)
 
 
 def kendall(a: dict[str, float], b: dict[str, float]) -> float | None:
@@ -29,6 +30,14 @@ def _pair(a: AttributionRecord, b: AttributionRecord, k: int) -> dict:
 def _mean(rows, key):
     vals = [r[key] for r in rows if r[key] is not None]
     return float(np.mean(vals)) if vals else None
+
+
+def _mean_jaccard(pairs) -> float:
+    return float(np.mean([jaccard(a, b) for a, b in pairs]))
+
+
+def _identical_count(pairs) -> int:
+    return sum(set(a) == set(b) for a, b in pairs)
 
 
 def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] = ("sgd", "adam")) -> dict:
@@ -54,6 +63,9 @@ def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] =
         "kendall_tau_with_size": kendall(r.scores, by_size),
     } for r in records]
     mean_j = _mean(same_seed, "jaccard")
+    sets_a, sets_b = [p["top_k_a"] for p in same_seed], [p["top_k_b"] for p in same_seed]
+    identical = sum(p["identical"] for p in same_seed)
+    p_freq = frequency_chance_identical(sets_a, sets_b) if same_seed else None
     return {
         "k": k, "n_groups": n, "groups": groups, "seeds": seeds, "optimizers": list(cross),
         "sgd_vs_adam": {
@@ -65,6 +77,13 @@ def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] =
             "p_chance_mean_jaccard": (p_mean_jaccard_at_least(n, k, len(same_seed), mean_j)
                                       if mean_j is not None else None),
             "all_seed_pairs": all_cross,
+            # the null that keeps what each optimizer tends to pick: SGD seed i against Adam seed j != i
+            "permutation": {
+                "jaccard": seed_permutation_null(sets_a, sets_b, _mean_jaccard),
+                "identical": seed_permutation_null(sets_a, sets_b, _identical_count),
+            },
+            "frequency_chance": {"p_identical": p_freq, "expected": None if p_freq is None else p_freq * len(same_seed),
+                                 "p": None if p_freq is None else binomial_tail(identical, len(same_seed), p_freq)},
         },
         "same_optimizer_seeds": {
             "pairs": within,
@@ -88,9 +107,14 @@ def verdict(summary: dict) -> str:
     size = summary["parameter_count"]["jaccard_mean"]
     if j is None:
         return "no SGD/Adam pair was attributed"
-    parts = [f"SGD vs Adam top-{summary['k']} Jaccard {j:.2f} over {len(cross['pairs'])} seed(s) (chance {chance:.2f}, "
-             f"exact p = {cross['p_chance_mean_jaccard']:.3f}"]
+    perm = cross["permutation"]["jaccard"]
+    parts = [f"SGD vs Adam top-{summary['k']} Jaccard {j:.2f} over {len(cross['pairs'])} seed(s) (seed-permutation "
+             f"null {_num(perm['null_mean'])}, p = {_num(perm['p'], 3)}"]
     parts.append(f"same-optimizer seeds {within:.2f}" if within is not None else "no same-optimizer seed pair")
-    parts.append(f"parameter-count ranking {size:.2f})")
+    parts.append(f"parameter-count ranking {size:.2f}; uniform chance {chance:.2f}, a reference only)")
     claim = "100% overlap reproduced" if cross["identical_fraction"] == 1.0 else "100% overlap not reproduced"
     return f"{claim}: " + ", ".join(parts)
+
+
+def _num(v, digits=2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"

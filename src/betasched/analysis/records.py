@@ -60,6 +60,7 @@ class RunRecord:
     cpu_capability: str | None = None
     onednn_isa_limit: str | None = None
     bf16_native: bool | None = None
+    refine_margin: float | None = None  # train.refine_margin of a refined run; None unrefined or older
     evals: pd.DataFrame = field(default=None, repr=False, compare=False)
     steps: pd.DataFrame = field(default=None, repr=False, compare=False)
     target_seconds: dict = field(default_factory=dict, compare=False)  # wall clock, when known
@@ -131,13 +132,17 @@ class ArmResult:
     fixed: int
     broken: int
     net: int
+    flipped: int  # test predictions whose class changed, right or wrong (churn)
+    errors_before: int  # test images wrong before the repair
     acc_before: float
     acc_after: float
     mcnemar_p: float
+    stratum: str | None  # "with <largest group>" / "without <largest group>": whether the arm retrains it
     random: bool = False
     auto_rgn: bool = False
     matched_fraction: float | None = None
-    percentile_among_random: float | None = None
+    percentile_among_random: float | None = None  # against every random arm
+    percentile_in_stratum: float | None = None  # against the random arms of this arm's stratum
 
 
 @dataclass
@@ -151,8 +156,13 @@ class RepairModel:
     def arm(self, name: str) -> ArmResult:
         return next(a for a in self.arms if a.arm == name)
 
-    def random_nets(self) -> list[int]:
-        return [a.net for a in self.arms if a.random]
+    def random_nets(self, stratum: str | None = None) -> list[int]:
+        """Net fixes of the random arms: all of them, or those of one stratum (e.g. flagged_stratum())."""
+        return [a.net for a in self.arms if a.random and (stratum is None or a.stratum == stratum)]
+
+    def flagged_stratum(self) -> str | None:
+        """The stratum the flagged set falls in: m.random_nets(m.flagged_stratum()) is its fair chance baseline."""
+        return self.arm("flagged").stratum
 
 
 @dataclass

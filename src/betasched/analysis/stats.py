@@ -1,18 +1,25 @@
 """Statistics over seeds, built for small n (3 to 10): paired per-seed values, intervals whose
-coverage tests/test_stats.py checks by simulation at n = 3, 5 and 10, exact tests, and censored
-seeds (a target never reached) handled as what they are, never replaced by a number.
+coverage tests/test_stats.py and tests/test_coverage.py check by simulation (noisy accuracy
+curves, the evaluation grid, censoring at the run length), exact or permutation tests, Holm's
+step-down adjustment over a declared family, and censored seeds (a target never reached) kept as
+what they are: "at least the run length", never dropped.
 
 - Paired continuous quantities (log ratios of steps, differences of net fixes, shares): Student's
-  t-interval of the per-seed values. With normal per-seed values its coverage is exact at every
-  n; a percentile bootstrap over 3 seeds has 10 distinct resamples and covers ~75%.
+  t-interval of the per-seed values, with its prediction interval for one new seed (the paper's
+  numbers come from one seed). A percentile bootstrap over 3 seeds has 10 distinct resamples and
+  covers ~75%.
+- Censored log ratios: a censored seed enters at the run length, which bounds its log ratio from
+  one side; the interval is then one-sided (the other end open).
 - Proportions (identical top-k sets): the exact Clopper-Pearson interval.
-- Orders with censoring (one arm never reached the target in some seed): the exact sign test.
-- Chance overlap of top-k sets: the exact distribution of the mean Jaccard over n pairs.
+- Orders with censoring on both sides: the exact sign test.
+- Overlap of top-k sets: the seed-permutation null (SGD seed i against Adam seed j != i), the
+  chance from each optimizer's observed top-k frequencies, and the uniform draw as a reference.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from itertools import permutations
 from math import comb
 
 import numpy as np
@@ -90,16 +97,90 @@ def censored_median(values) -> float | None:
     return None if math.isinf(m) else float(m)
 
 
-def paired_log_ratio(slow, fast, level: float = LEVEL) -> dict:
+def t_test_p(values, null: float = 0.0) -> float | None:
+    """Two-sided one-sample t-test of the mean against ``null``; None below 2 values."""
+    xs = np.asarray([v for v in values if v is not None], dtype=float)
+    if len(xs) < 2:
+        return None
+    sd = xs.std(ddof=1)
+    if sd == 0:
+        return 0.0 if xs.mean() != null else 1.0
+    from scipy.stats import t
+
+    stat = (xs.mean() - null) / (sd / math.sqrt(len(xs)))
+    return float(2 * t.sf(abs(stat), len(xs) - 1))
+
+
+def prediction_interval(values, level: float = LEVEL) -> Interval:
+    """Where one new seed's value falls: mean +- t * sd * sqrt(1 + 1/n). The paper reports one
+    seed, so its number is judged against this, beside the mean's interval."""
+    xs = np.asarray([v for v in values if v is not None], dtype=float)
+    n = len(xs)
+    if n < 2:
+        return Interval(float(xs.mean()) if n else None, None, None, f"none (n = {n})", n)
+    from scipy.stats import t
+
+    mean = float(xs.mean())
+    half = float(t.ppf((1 + level) / 2, n - 1) * xs.std(ddof=1) * math.sqrt(1 + 1 / n))
+    return Interval(mean, mean - half, mean + half, f"prediction interval for one seed ({n - 1} df)", n)
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm's step-down adjusted p-values over one family ({name: p}; None stays None and does not
+    count). Controls the family-wise error at any level without assuming independence."""
+    named = sorted(((p, k) for k, p in pvalues.items() if p is not None), key=lambda x: (x[0], x[1]))
+    m, out, running = len(named), {k: None for k in pvalues}, 0.0
+    for i, (p, k) in enumerate(named):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
+def one_sided(values, side: str, level: float = LEVEL, why: str = "one-sided") -> Interval:
+    """The t bound of the mean on one side ('low' or 'high') at the quantile a two-sided interval
+    of ``level`` uses, the other end open: for values that are themselves bounds on that side."""
+    two = t_interval(values, level)
+    low, high = (two.low, None) if side == "low" else (None, two.high)
+    return Interval(two.estimate, low, high, f"{why}; t bound ({two.n - 1} df)", two.n)
+
+
+def _censored_values(rows, horizon: float) -> tuple[list[float], str | None]:
+    """Per-seed log ratios with censored seeds at the run length, and the side they bound: 'low'
+    when only the slow arm was censored (its true ratio is at least the value used), 'high' when
+    only the fast arm was; None when both sides occur or a seed censored both arms (no bound)."""
+    sides, values = set(), []
+    for r in rows:
+        a, b = r["slow"], r["fast"]
+        if a is not None and b is not None:
+            values.append(math.log(a / b))
+        elif a is None and b is not None:
+            sides.add("low")
+            values.append(math.log(max(horizon, b) / b))
+        elif b is None and a is not None:
+            sides.add("high")
+            values.append(math.log(a / max(horizon, a)))
+        else:
+            return values, None
+    return values, (sides.pop() if len(sides) == 1 else None)
+
+
+def paired_log_ratio(slow, fast, level: float = LEVEL, horizon: float | None = None) -> dict:
     """steps(slow) / steps(fast), paired by seed. Each list holds steps, or None where the target
-    was not reached. All reached: the t-interval of the per-seed log ratios, mapped back to a
-    ratio. Any seed censored: no interval; the exact sign test on the per-seed orders (a censored
-    arm is slower than any reached one; both censored is a tie)."""
-    rows, logs, pos, neg = [], [], 0, 0
+    was not reached within the run (``horizon`` steps).
+
+    - All reached: the t-interval of the per-seed log ratios, mapped back to a ratio; its p-value
+      (two-sided t-test of log ratio 0) and the prediction interval for one seed.
+    - Censored on one side only, with ``horizon``: a censored seed enters at the run length, which
+      makes its log ratio a bound; the interval is one-sided (the t bound on that side at the same
+      quantile as a two-sided interval's, the other end open) and the p-value counts only for the
+      direction that bound supports (1.0 otherwise). The censored values lie on the null's side of the
+      truth; the bound's coverage is checked by simulation (tests/test_coverage.py).
+    - Otherwise: no interval; the exact sign test on the per-seed orders (a censored arm is slower
+      than any reached one; both censored is a tie)."""
+    rows, pos, neg = [], 0, 0
     for a, b in zip(slow, fast):
         if a is not None and b is not None:
             value = math.log(a / b)
-            logs.append(value)
             order = ">" if value > 0 else "<" if value < 0 else "="
         else:
             value = None
@@ -108,14 +189,75 @@ def paired_log_ratio(slow, fast, level: float = LEVEL) -> dict:
         rows.append({"slow": a, "fast": b, "log_ratio": value, "order": order})
     n = len(rows)
     censored = sum(r["log_ratio"] is None for r in rows)
-    if censored:
-        interval = Interval(None, None, None, f"sign test: {censored} of {n} seeds censored, no interval", n)
-    else:
+    sign_p = sign_test(pos, neg)
+    prediction = None
+    if not censored:
+        logs = [r["log_ratio"] for r in rows]
         interval = t_interval(logs, level).mapped(math.exp, f"exp of a t-interval of per-seed log ratios "
                                                             f"({n - 1} df)" if n > 1 else None)
-    return {"interval": interval, "per_seed": rows, "censored": censored, "sign_test_p": sign_test(pos, neg),
-            "faster": pos, "slower": neg, "reached": {"slow": sum(a is not None for a in slow),
-                                                      "fast": sum(b is not None for b in fast), "n": n}}
+        p = t_test_p(logs)
+        prediction = prediction_interval(logs, level).mapped(math.exp)
+    else:
+        values, side = _censored_values(rows, horizon) if horizon is not None else ([], None)
+        if side is None or n < 2:
+            why = "censored on both sides" if horizon is not None else "no run length given"
+            interval = Interval(None, None, None, f"sign test: {censored} of {n} seeds censored ({why}), no interval", n)
+            p = sign_p
+        else:
+            interval = one_sided(values, side, level, f"one-sided: {censored} of {n} seeds censored, entered at "
+                                 f"the run length {horizon:g} ({'at least' if side == 'low' else 'at most'})"
+                                 ).mapped(math.exp)
+            mean = math.log(interval.estimate)
+            supports = (mean > 0) if side == "low" else (mean < 0)
+            p = t_test_p(values) if supports else 1.0
+    return {"interval": interval, "per_seed": rows, "censored": censored, "sign_test_p": sign_p, "p": p,
+            "prediction": prediction, "faster": pos, "slower": neg,
+            "reached": {"slow": sum(a is not None for a in slow), "fast": sum(b is not None for b in fast), "n": n}}
+
+
+def seed_permutation_null(a_sets: list, b_sets: list, statistic, n_draws: int = 20_000, seed: int = 0) -> dict:
+    """How special is pairing A's seed i with B's seed i? ``statistic(pairs)`` over the same-seed
+    pairing against its value over pairings that send every seed to another one (derangements):
+    all of them for n <= 8, else ``n_draws`` random ones (fixed seed). p = (1 + #{null >= observed})
+    / (1 + #null): what the seed pairing adds beyond which sets each optimizer tends to pick."""
+    n = len(a_sets)
+    observed = statistic(list(zip(a_sets, b_sets)))
+    if n < 2:
+        return {"observed": observed, "p": None, "null_mean": None, "n_null": 0, "method": "n < 2: no permutation"}
+    if n <= 8:
+        perms = (p for p in permutations(range(n)) if all(p[i] != i for i in range(n)))
+        method = "exact over all derangements"
+    else:
+        rng = np.random.default_rng(seed)
+        perms = (p for p in (tuple(rng.permutation(n)) for _ in range(n_draws * 3)) if all(p[i] != i for i in range(n)))
+        method = f"Monte Carlo, {n_draws} random derangements"
+    null = []
+    for p in perms:
+        null.append(statistic([(a_sets[i], b_sets[p[i]]) for i in range(n)]))
+        if len(null) >= n_draws:
+            break
+    hits = sum(v >= observed - 1e-12 for v in null)
+    return {"observed": observed, "p": (1 + hits) / (1 + len(null)), "null_mean": float(np.mean(null)),
+            "n_null": len(null), "method": method}
+
+
+def frequency_chance_identical(a_sets: list, b_sets: list) -> float:
+    """Chance that A and B pick the same set when each draws from its own observed frequencies of
+    top-k sets: sum over sets S of f_A(S) f_B(S)."""
+    fa: dict = {}
+    fb: dict = {}
+    for s in a_sets:
+        fa[frozenset(s)] = fa.get(frozenset(s), 0) + 1 / len(a_sets)
+    for s in b_sets:
+        fb[frozenset(s)] = fb.get(frozenset(s), 0) + 1 / len(b_sets)
+    return float(sum(p * fb.get(s, 0.0) for s, p in fa.items()))
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    from scipy.stats import binom
+
+    return float(binom.sf(k - 1, n, p))
 
 
 def jaccard(a, b) -> float:

@@ -1,12 +1,13 @@
 """The control arms of a surgical repair: which groups each arm retrains. Standard library only.
 
-A repair is better than chance only if it beats retraining random groups with the same budget;
-these functions draw those groups, reproducibly.
+A repair is better than chance only if it beats retraining random groups with the same budget
+(drawn in its stratum: with or without the largest group); these functions draw those groups,
+reproducibly.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 from .ranking import ranking
@@ -19,11 +20,50 @@ class Arm:
     random: bool = False
     auto_rgn: bool = False
     matched_fraction: float | None = None
+    stratum: str | None = None  # "with <largest>" / "without <largest>": see stratum_of
 
 
-def random_draws(groups: list[str], k: int, n: int, seed: int) -> list[list[str]]:
+def random_draws(groups: list[str], k: int, n: int, seed: int | str) -> list[list[str]]:
     rng = random.Random(seed)
     return [sorted(rng.sample(groups, k), key=groups.index) for _ in range(n)]
+
+
+def largest_group(groups: list[str], sizes: dict[str, int]) -> str:
+    """The group with the most parameters (the first of a tie, in the groups' order)."""
+    return max(groups, key=lambda g: sizes[g])
+
+
+def stratum_of(groups, largest: str) -> str:
+    """The stratum a group set falls in: "with <largest>" when it retrains the largest group, else
+    "without <largest>"."""
+    return f"{'with' if largest in groups else 'without'} {largest}"
+
+
+def stratified_draws(groups: list[str], sizes: dict[str, int], k: int, n: int,
+                     seed: int) -> dict[str, list[list[str]]]:
+    """n draws of k groups that include the largest group (by parameter count) and n that exclude
+    it, keyed by stratum (see stratum_of). A uniform draw often lacks the largest group, which a
+    flagged set rarely does (layer4 holds 75% of ResNet-18's parameters), so only a draw of the
+    flagged set's stratum is a fair chance baseline. Each stratum has its own stream, seeded from
+    ``seed`` and the stratum: reproducible, and one stratum's draws do not move with n of the other.
+    A stratum with no k-set (k = 0, or k > the other groups for "without") has no draws."""
+    big = largest_group(groups, sizes)
+    rest = [g for g in groups if g != big]
+    with_, without = stratum_of([big], big), stratum_of([], big)
+    return {
+        with_: ([sorted([big, *d], key=groups.index) for d in random_draws(rest, k - 1, n, f"{seed}/{with_}")]
+                if 1 <= k <= len(groups) else []),
+        without: random_draws(rest, k, n, f"{seed}/{without}") if 1 <= k <= len(rest) else [],
+    }
+
+
+def fc_toggled(flagged: list[str], head: str = "fc") -> list[str]:
+    """The flagged set with only the output head toggled: minus ``head`` when it is flagged, else
+    plus it. Why: the parameter-matched set mostly differs from the flagged one by dropping fc, so
+    "flagged minus matched" measures an fc effect more than a diagnostic one; this arm names that
+    effect, and nothing else (it shares every other group, and so the stratum, with the flagged
+    set). Empty when the flagged set is the head alone (the arm is then absent)."""
+    return [g for g in flagged if g != head] if head in flagged else [*flagged, head]
 
 
 def matched_draw(sizes: dict[str, int], target: list[str], seed: int, tol: float = 0.05):
@@ -55,18 +95,28 @@ def percentile_among(value: float, draws: list[float]) -> float | None:
 def build_arms(scores: dict[str, float], sizes: dict[str, int], flagged: list[str], k: int,
                n_random: int, seed: int) -> list[Arm]:
     """Every arm of a repair, from one model's scores (chosen on held-out data): the flagged
-    groups, full fine-tuning, fc only, the k lowest-scoring groups, a parameter-matched random
-    set (absent when no set qualifies: see matched_draw), Auto-RGN over all groups, and n_random
-    draws of k random groups."""
+    groups; step_control, every group with the same budget (same extra steps, no surgery: an
+    underfit model gains from any extra steps); fc only; the k lowest-scoring groups; a
+    parameter-matched random set (absent when no set qualifies: see matched_draw); Auto-RGN over
+    all groups; fc_toggled, the flagged set with only fc toggled (absent when the flagged set is fc
+    alone: see fc_toggled); and n_random draws of k groups per stratum, with and without the
+    largest group (see stratified_draws), named random_with_<group>_<i> / random_without_<group>_<i>.
+    Every arm carries its stratum (whether it retrains the largest group)."""
     groups = list(scores)
+    head = "fc" if "fc" in groups else groups[-1]
+    big = largest_group(groups, sizes)
     matched = matched_draw(sizes, flagged, seed)
+    toggled = fc_toggled(flagged, head)
     arms = [
         Arm("flagged", tuple(flagged)),
-        Arm("full", tuple(groups)),
-        Arm("fc_only", ("fc",) if "fc" in groups else tuple(groups[-1:])),
+        Arm("step_control", tuple(groups)),
+        Arm("fc_only", (head,)),
         Arm("lowest_k", tuple(ranking(scores)[-k:])),
         *([Arm("param_matched", tuple(matched[0]), matched_fraction=matched[1])] if matched else []),
         Arm("auto_rgn", tuple(groups), auto_rgn=True),
+        *([Arm("fc_toggled", tuple(toggled))] if toggled else []),
     ]
-    arms += [Arm(f"random_{i}", tuple(g), random=True) for i, g in enumerate(random_draws(groups, k, n_random, seed))]
-    return arms
+    for stratum, draws in stratified_draws(groups, sizes, k, n_random, seed).items():
+        side = stratum.split()[0]
+        arms += [Arm(f"random_{side}_{big}_{i}", tuple(g), random=True) for i, g in enumerate(draws)]
+    return [replace(a, stratum=stratum_of(a.groups, big)) for a in arms]

@@ -17,6 +17,7 @@ import yaml
 from ..core.checks import escape, show
 from ..core.errors import ConfigError
 from ..core.files import atomic_path
+from ..analysis.claims import DEFAULT_FAMILY, Rules
 from ..analysis.targets import rule_from_params
 from ..core import checks
 from ..core.schedules import SCHEDULES, check_options
@@ -26,13 +27,23 @@ from .study import attribution_settings
 from .treat import repair_budget
 
 
-def check_stats(params: dict) -> dict:
+def check_stats(params: dict) -> Rules:
+    """params' stats section, checked field by field, as the verdict rules."""
     st = params.get("stats")
     if not isinstance(st, dict):
         raise ConfigError("params section stats is missing: recompose params.yaml with `make params`")
     checks.integer(st.get("min_seeds"), "stats.min_seeds", low=2)
     checks.number(st.get("level"), "stats.level", low=0.5, high=1, high_open=True)
-    return st
+    checks.integer(st.get("paper_seeds", 1), "stats.paper_seeds", low=1)
+    family = st.get("family", list(DEFAULT_FAMILY))
+    known = {"1", "2", "2.control", "3", "4a", "4c", "5"}
+    if not isinstance(family, list) or not all(str(t) in known for t in family):
+        raise ConfigError(f"stats.family={family!r}: a list of direction tests out of {sorted(known)}")
+    for name, band in {**(st.get("equivalence") or {}), **(st.get("margins") or {})}.items():
+        if not (isinstance(band, list) and len(band) == 2 and all(isinstance(v, (int, float)) for v in band)
+                and band[0] < band[1]):
+            raise ConfigError(f"stats margin {name}={band!r}: give [low, high] with low < high")
+    return Rules.from_section({**st, "family": [str(t) for t in family]})
 
 
 def check_all(params: dict, root: str | Path | None = None) -> None:

@@ -220,7 +220,8 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(
         compile=t.get("compile", False), threads=t.get("threads", 1), precision=t.get("precision", "auto"),
         cpu_isa=t.get("cpu_isa", "auto"),
         nproc=t.get("nproc", 1), checkpoint_every=t.get("checkpoint_every", 0),
-        refine_targets=t.get("refine_targets", False), keep_points=t.get("keep_points", 0),
+        refine_targets=t.get("refine_targets", False), refine_margin=t.get("refine_margin", RunConfig.refine_margin),
+        keep_points=t.get("keep_points", 0),
         progress=t.get("progress", True),
     )
 

@@ -37,8 +37,9 @@ def repair_budget(params: dict, seed: int, device=None) -> Budget:
 
 def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms: list[Arm], device="cpu",
              upweight_errors: float = 0.0, on_arm=None) -> list[ArmResult]:
-    """Fine-tune every arm; ``upweight_errors`` > 0 adds the validation images misclassified at
-    diagnosis to the training data with that loss weight."""
+    """Fine-tune every arm, each placed among every random arm and among those of its own stratum
+    (percentile_among_random, percentile_in_stratum); ``upweight_errors`` > 0 adds the validation
+    images misclassified at diagnosis to the training data with that loss weight."""
     x, y = data["x_train"], data["y_train"]
     weights = None
     if upweight_errors > 0:
@@ -62,15 +63,22 @@ def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms:
                                                  precision=precision),
                                  data["y_test"])
         result = ArmResult(arm=arm.name, groups=list(arm.groups), param_fraction=fraction, random=arm.random,
-                           auto_rgn=arm.auto_rgn, matched_fraction=arm.matched_fraction,
+                           auto_rgn=arm.auto_rgn, matched_fraction=arm.matched_fraction, stratum=arm.stratum,
                            mcnemar_p=mcnemar_exact(outcome["fixed"], outcome["broken"]), **outcome)
         out.append(result)
         if on_arm is not None:
             on_arm(result)
-    nets = [r.net for r in out if r.random]
-    for r in out:
+    return place_among_random(out)
+
+
+def place_among_random(results: list[ArmResult]) -> list[ArmResult]:
+    """Set every arm's percentile_among_random (against every random arm) and percentile_in_stratum
+    (against the random arms of its own stratum: for the flagged arm, the fair chance baseline)."""
+    nets = [r.net for r in results if r.random]
+    for r in results:
         r.percentile_among_random = percentile_among(r.net, nets)
-    return out
+        r.percentile_in_stratum = percentile_among(r.net, [d.net for d in results if d.random and d.stratum == r.stratum])
+    return results
 
 
 def arm_table(models: list[RepairModel]) -> pd.DataFrame:
@@ -95,6 +103,8 @@ def write_outputs(record: RepairRecord) -> pd.DataFrame:
 def log_arm(run: str, result: ArmResult) -> None:
     """One child run per arm, under the open repair run (in the same experiment, with its tags)."""
     with tracking.run(f"{run}/{result.arm}", {"stage": "repair-arm", "arm": result.arm, "model": run,
-                                             "groups": ",".join(result.groups)}, system_metrics=False, nested=True):
+                                             "groups": ",".join(result.groups),
+                                             "stratum": result.stratum or ""}, system_metrics=False, nested=True):
         tracking.log_metrics({m: getattr(result, m) for m in
-                              ("fixed", "broken", "net", "acc_before", "acc_after", "mcnemar_p", "param_fraction")})
+                              ("fixed", "broken", "net", "flipped", "errors_before", "acc_before", "acc_after",
+                               "mcnemar_p", "param_fraction")})

@@ -54,6 +54,7 @@ class RunConfig:
     nproc: int = 1
     checkpoint_every: int = 0
     refine_targets: bool = False  # time to target to 1 step between evaluations (see TrainState)
+    refine_margin: float = 0.03  # conf's train.refine_margin (params.py passes it); here for direct callers
     keep_points: int = 0  # models kept at this many evenly spaced steps (the last: the end), for the scan
     progress: bool = True
 
@@ -84,6 +85,7 @@ class RunConfig:
         distributed.check_batch(self.batch_size, self.nproc)
         checks.integer(self.checkpoint_every, "train.checkpoint_every", low=0)
         checks.integer(self.keep_points, "train.keep_points", low=0)
+        checks.number(self.refine_margin, "train.refine_margin", low=0, high=1)
         for name in ("channels_last", "compile", "refine_targets", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name}={getattr(self, name)!r} must be true or false")
@@ -116,6 +118,7 @@ class TrainResult:
             "total_steps": self.total_steps, "steps_done": len(self.steps),
             "final_test_acc": accs[-1] if accs else None, "best_test_acc": max(accs, default=None),
             "targets": dict(self.reached), "target_resolution_steps": self.resolution,
+            "refine_margin": cfg.refine_margin if cfg.refine_targets else None,
             "clip_low_steps": sum(r < 0.0 for r in raw),
             "clip_high_steps": sum(r > cfg.max_momentum for r in raw),
             "diverged": self.diverged_at_step is not None, "diverged_at_step": self.diverged_at_step,
@@ -192,7 +195,8 @@ def build_state(cfg: RunConfig, device, ranks, steps_per_epoch: int, model=None)
     lr_sched = warmup_cosine(opt, int(round(cfg.warmup_epochs * steps_per_epoch)), total)
     mom_sched = MomentumScheduler(opt, cfg.schedule, total_steps=total, max_momentum=cfg.max_momentum,
                                   **cfg.schedule_options)
-    return TrainState(model, opt, lr_sched, mom_sched, gen, cfg.targets, total, cfg.refine_targets), forward
+    return TrainState(model, opt, lr_sched, mom_sched, gen, cfg.targets, total, cfg.refine_targets,
+                      cfg.refine_margin), forward
 
 
 def point_steps(total: int, points: int) -> list[int]:

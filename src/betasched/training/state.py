@@ -45,10 +45,12 @@ class TrainState:
     With ``refine``, the model of every step since the last evaluation is kept (while a target is
     still unreached), so that an evaluation that finds a target newly reached can go back and
     find the first step at or above it: time to target to 1 step, for the cost of a few extra
-    evaluations per target instead of one per step."""
+    evaluations per target instead of one per step. A window whose closing or opening evaluation
+    is within ``refine_margin`` below an unreached target is refined too: the curve may have
+    crossed the target inside it and dipped back (1.0: every window, the dense first crossing)."""
 
     def __init__(self, model, optimizer, lr_scheduler, momentum_scheduler, generator, targets, total_steps,
-                 refine: bool = False):
+                 refine: bool = False, refine_margin: float = 0.0):
         self.model, self.optimizer = model, optimizer
         self.lr_scheduler, self.momentum_scheduler = lr_scheduler, momentum_scheduler
         self.generator, self.total_steps, self.targets = generator, total_steps, sorted(targets)
@@ -58,6 +60,7 @@ class TrainState:
         self.reached: dict[str, int | None] = {target_key(t): None for t in targets}
         self.train_seconds, self.eval_seconds = 0.0, []
         self.refine, self.pending = refine, []  # (step, model state) since the last evaluation
+        self.refine_margin = refine_margin
         self.points: list = []  # (step, model state, Adam's exp_avg_sq) kept for the scan
         self._losses: list[torch.Tensor] = []  # device tensors, pulled to the host at sync points
         self._times: list[float] = []
@@ -93,12 +96,17 @@ class TrainState:
             self.pending.append((self.step, {k: v.detach().clone() for k, v in self.model.state_dict().items()}))
 
     def record_eval(self, acc: float, evaluate) -> None:
-        """The evaluation at this step; for each target it newly reaches, the kept models since the
-        last evaluation are evaluated in order (``evaluate(model) -> acc``) to find the first step."""
-        newly = [t for t in self.targets if self.reached[target_key(t)] is None and acc >= t]
+        """The evaluation at this step. For each unreached target that this evaluation reaches, or
+        that it or the previous one is within ``refine_margin`` below, the kept models since the
+        last evaluation are evaluated in order (``evaluate(model) -> acc``) up to the first step
+        at or above it; a target with no such step is reached here only if ``acc`` reaches it."""
+        opening = next((e["test_acc"] for e in reversed(self.evals) if e["kind"] == "grid"), None)
+        ends = [acc] if opening is None else [acc, opening]  # opening from evals: restored on resume
         cache: dict[int, float] = {}
-        for t in newly:
-            hit = self.step
+        for t in self.targets:
+            if self.reached[target_key(t)] is not None or max(ends) < t - self.refine_margin:
+                continue
+            hit = self.step if acc >= t else None
             for step, weights in self.pending:
                 if step not in cache:
                     if self._scratch is None:
