@@ -66,7 +66,7 @@ def test_claim2_is_judged_against_its_control(matched, word):
 def test_claim2_without_its_control_says_so():
     runs = _arm("beta", BETA) + _arm("constant", [160, 150, 170, 155, 165, 158, 162, 151])
     c = decide([claim_speedup(runs, [0.9], list(range(8)), RULES)], RULES)[0]
-    assert c.direction == "confirmed (no constant_matched control in this preset)"
+    assert c.direction == "confirmed (no constant_matched control to judge it against)"
 
 
 def test_the_paper_number_of_one_seed_is_judged_by_a_prediction_interval():
@@ -110,7 +110,7 @@ def test_a_censored_seed_enters_at_the_run_length_as_a_one_sided_bound():
     assert res["interval"].high is None and res["interval"].low > 1.0
     assert res["reached"] == {"slow": 4, "fast": 5, "n": 5} and res["censored"] == 1
     c = decide([claim_speedup(runs, [0.9], seeds, RULES)], RULES)[0]
-    assert c.direction == "confirmed (no constant_matched control in this preset)"
+    assert c.direction == "confirmed (no constant_matched control to judge it against)"
     assert c.magnitude == "consistent"  # open above: 1.9 cannot be excluded from below 1.9's side here
 
 

@@ -145,7 +145,7 @@ def _narrow(res: dict, level: float) -> Interval | None:
     return t_interval(logs, 1 - 2 * (1 - level)).mapped(math.exp)
 
 
-def _ratio_claim(cid, what, res, paper, rules: Rules, test: str, notes="") -> Claim:
+def ratio_claim(cid, what, res, paper, rules: Rules, test: str, notes="") -> Claim:
     reached = res["reached"]
     censored = f"; censored seeds {res['censored']} (sign test p = {res['sign_test_p']:.3f})" if res["censored"] else ""
     return Claim(cid, what, paper, 1.0, res["interval"], res["per_seed"], "", "",
@@ -288,14 +288,21 @@ def claims_repair(repair: RepairRecord, rules: Rules) -> list[Claim]:
              "below"),
         ]
         for cid, what, paper, null, values, side in rows:
-            iv = t_interval(values, rules.level)
-            claim = Claim(cid, what, paper, null, iv, [{"seed": s, "value": v} for s, v in zip(seeds, values)], "", "",
-                          test=f"{cid}.{opt}" if null is not None else None,
-                          p=t_test_p(values, null) if null is not None else None, side=side,
-                          prediction=prediction_interval(values, rules.level))
-            claim.extra = {"narrow": t_interval(values, 1 - 2 * rules.alpha).as_dict(), **context}
+            claim = value_claim(cid, what, paper, null, values, seeds, side, rules, test=f"{cid}.{opt}")
+            claim.extra.update(context)
             out.append(claim)
     return out
+
+
+def value_claim(cid, what, paper, null, values, seeds, side, rules: Rules, test: str) -> Claim:
+    """A claim on per-seed values (claim 4's rows): the t-interval, its narrow twin for the
+    equivalence test, the one-seed prediction interval, and the t-test against ``null`` if any."""
+    claim = Claim(cid, what, paper, null, t_interval(values, rules.level),
+                  [{"seed": s, "value": v} for s, v in zip(seeds, values)], "", "",
+                  test=test if null is not None else None, p=t_test_p(values, null) if null is not None else None,
+                  side=side, prediction=prediction_interval(values, rules.level))
+    claim.extra = {"narrow": t_interval(values, 1 - 2 * rules.alpha).as_dict()}
+    return claim
 
 
 def claim_hybrid(runs, target, seeds, rules: Rules) -> Claim:
@@ -308,7 +315,7 @@ def claim_hybrid(runs, target, seeds, rules: Rules) -> Claim:
     closest = min(comparisons, key=lambda s: (math.inf if comparisons[s]["interval"].estimate is None
                                               else comparisons[s]["interval"].estimate))
     res = comparisons[closest]
-    claim = _ratio_claim("5", f"SGD: hybrid is first to {target:.3g} (paper: 95%); other / hybrid, closest: {closest}",
+    claim = ratio_claim("5", f"SGD: hybrid is first to {target:.3g} (paper: 95%); other / hybrid, closest: {closest}",
                          res, "> 1", rules, "5", notes="order: " + ", ".join(
                              f"{s} ({r['median'] if r['median'] is not None else 'not reached'}, "
                              f"{r['reached']}/{len(seeds)})" for s, r in ranking.items()))
@@ -393,7 +400,7 @@ def _claim2_word(c: Claim, p_control, rules: Rules) -> str:
         return c.direction
     ctrl = c.extra.get("control")
     if ctrl is None:
-        return "confirmed (no constant_matched control in this preset)"
+        return "confirmed (no constant_matched control to judge it against)"
     ctrl["p_holm"] = p_control
     if direction_word(ctrl["interval"]["estimate"], 1.0, p_control, "above", rules.alpha) == "confirmed":
         return "faster, not explained by the effective step"
@@ -407,7 +414,7 @@ def claim_speedup(runs, targets, seeds, rules: Rules) -> Claim:
     control row (and the control's narrow interval for the equivalence test)."""
     low = targets[0]
     res = speedup(runs, "sgd", "constant", "beta", low, seeds, rules.level)
-    c = _ratio_claim("2", f"SGD: steps to {low:.3g} (paper: 90%), constant 0.9 / beta", res, 1.9, rules, "2")
+    c = ratio_claim("2", f"SGD: steps to {low:.3g} (paper: 90%), constant 0.9 / beta", res, 1.9, rules, "2")
     narrow = _narrow(res, rules.level)
     c.extra["narrow"] = narrow.as_dict() if narrow else None
     if not c.extra["narrow"]:

@@ -40,6 +40,20 @@ def _identical_count(pairs) -> int:
     return sum(set(a) == set(b) for a, b in pairs)
 
 
+def pairing_nulls(sets_a: list, sets_b: list) -> dict:
+    """The nulls of claim 3 that keep what each optimizer tends to pick: the seed permutation (SGD
+    seed i against Adam seed j != i) of the mean Jaccard and of the identical count, and the chance
+    of an identical set from each optimizer's own top-k frequencies (binomial over the seeds)."""
+    if not sets_a:
+        return {"permutation": {}, "frequency_chance": {}}
+    identical = _identical_count(list(zip(sets_a, sets_b)))
+    p_freq = frequency_chance_identical(sets_a, sets_b)
+    return {"permutation": {"jaccard": seed_permutation_null(sets_a, sets_b, _mean_jaccard),
+                            "identical": seed_permutation_null(sets_a, sets_b, _identical_count)},
+            "frequency_chance": {"p_identical": p_freq, "expected": p_freq * len(sets_a),
+                                 "p": binomial_tail(identical, len(sets_a), p_freq)}}
+
+
 def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] = ("sgd", "adam")) -> dict:
     """records: one attribution per model."""
     groups = list(records[0].scores)
@@ -63,9 +77,6 @@ def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] =
         "kendall_tau_with_size": kendall(r.scores, by_size),
     } for r in records]
     mean_j = _mean(same_seed, "jaccard")
-    sets_a, sets_b = [p["top_k_a"] for p in same_seed], [p["top_k_b"] for p in same_seed]
-    identical = sum(p["identical"] for p in same_seed)
-    p_freq = frequency_chance_identical(sets_a, sets_b) if same_seed else None
     return {
         "k": k, "n_groups": n, "groups": groups, "seeds": seeds, "optimizers": list(cross),
         "sgd_vs_adam": {
@@ -77,13 +88,7 @@ def summarize(records: list[AttributionRecord], k: int, cross: tuple[str, str] =
             "p_chance_mean_jaccard": (p_mean_jaccard_at_least(n, k, len(same_seed), mean_j)
                                       if mean_j is not None else None),
             "all_seed_pairs": all_cross,
-            # the null that keeps what each optimizer tends to pick: SGD seed i against Adam seed j != i
-            "permutation": {
-                "jaccard": seed_permutation_null(sets_a, sets_b, _mean_jaccard),
-                "identical": seed_permutation_null(sets_a, sets_b, _identical_count),
-            },
-            "frequency_chance": {"p_identical": p_freq, "expected": None if p_freq is None else p_freq * len(same_seed),
-                                 "p": None if p_freq is None else binomial_tail(identical, len(same_seed), p_freq)},
+            **pairing_nulls([p["top_k_a"] for p in same_seed], [p["top_k_b"] for p in same_seed]),
         },
         "same_optimizer_seeds": {
             "pairs": within,

@@ -54,7 +54,7 @@ class RunConfig:
     nproc: int = 1
     checkpoint_every: int = 0
     refine_targets: bool = False  # time to target to 1 step between evaluations (see TrainState)
-    refine_margin: float = 0.03  # conf's train.refine_margin (params.py passes it); here for direct callers
+    refine_margin: float = 0.05  # conf's train.refine_margin (params.py passes it); here for direct callers
     keep_points: int = 0  # models kept at this many evenly spaced steps (the last: the end), for the scan
     progress: bool = True
 
