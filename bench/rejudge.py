@@ -16,17 +16,20 @@ Holm runs over the tests that could be re-judged (a smaller family than a new re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
 
-from betasched.analysis.claims import Claim, Rules, decide, ratio_claim, value_claim
+from betasched.analysis.claims import Claim, decide, ratio_claim, value_claim
 from betasched.analysis.overlap import pairing_nulls
 from betasched.analysis.report import claims_table
 from betasched.analysis.stats import clopper_pearson, jaccard, paired_log_ratio, t_interval
+from betasched.pipeline.compose import check_stats
+from betasched.pipeline.params import load_params
 
 
-def rejudge(path: Path, run_length: int, rules: Rules) -> tuple[list[dict], list[str]]:
+def rejudge(path: Path, run_length: int, rules) -> tuple[list[dict], list[str]]:
     old = json.loads(path.read_text())["claims"]
     claims, skipped = [], []
     for c in old:
@@ -44,8 +47,11 @@ def rejudge(path: Path, run_length: int, rules: Rules) -> tuple[list[dict], list
             pj = nulls["permutation"]["jaccard"]
             same = sum(set(a) == set(b) for a, b in zip(sets_a, sets_b))
             mean_j = sum(jaccard(a, b) for a, b in zip(sets_a, sets_b)) / len(rows)
+            if not pj or pj["p"] is None:
+                skipped.append(f"claim 3: {len(rows)} seed(s), no permutation")
+                continue
             claims.append(Claim("3", c["what"], 1.0, pj["null_mean"], clopper_pearson(same, len(rows), rules.level), rows,
-                                "", "", f"mean Jaccard {mean_j:.2f} vs {pj['null_mean']:.2f} under the seed permutation "
+                                "", "", f"mean Jaccard {mean_j:.2f} vs {pj['null_mean']:.2f} over all pairings "
                                 f"(p = {pj['p']:.3f}); identical {same}/{len(rows)}, permutation p = "
                                 f"{nulls['permutation']['identical']['p']:.3f}", test="3", p=pj["p"],
                                 extra={"estimate_for_direction": pj["observed"]}))
@@ -66,7 +72,8 @@ def main() -> None:
     p.add_argument("claims", type=Path)
     p.add_argument("--run-length", type=int, required=True, help="steps of a run (censored seeds enter here)")
     a = p.parse_args()
-    rules = Rules(family=("2", "3", "4a", "4c"))
+    # today's params (margins, level, paper seeds), the family cut to the tests an old file allows
+    rules = dataclasses.replace(check_stats(load_params()), family=("2", "3", "4a", "4c"))
     claims, skipped = rejudge(a.claims, a.run_length, rules)
     print(f"{a.claims}, re-judged with the rules of src/betasched/analysis/claims.py; Holm over "
           f"{', '.join(rules.family)}.\n")

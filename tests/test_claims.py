@@ -101,17 +101,39 @@ def test_holm_over_the_family_decides_the_direction():
 
 
 def test_a_censored_seed_enters_at_the_run_length_as_a_one_sided_bound():
-    """5 seeds, one constant run never reached the target: the old rule dropped to the sign test
-    (5/5, p = 0.0625: inconclusive). Entered at the run length (300, a lower bound), the interval is
-    one-sided and excludes 1."""
-    seeds = list(range(5))
-    runs = _arm("beta", [100, 105, 95, 100, 98]) + _arm("constant", [150, 160, None, 155, 149])
+    """8 seeds, one constant run never reached the target: the old rule printed no interval. Entered
+    at the run length (300, a lower bound), the interval is one-sided and distribution-free (the
+    smallest per-seed ratio at n = 8), and the sign test decides the direction."""
+    seeds = list(range(8))
+    runs = _arm("beta", [100, 105, 95, 100, 98, 102, 97, 101]) + \
+        _arm("constant", [150, 160, None, 155, 149, 158, 151, 162])
     res = speedup(runs, "sgd", "constant", "beta", 0.9, seeds)
-    assert res["interval"].high is None and res["interval"].low > 1.0
-    assert res["reached"] == {"slow": 4, "fast": 5, "n": 5} and res["censored"] == 1
+    assert res["interval"].high is None and res["interval"].low == pytest.approx(150 / 100)
+    assert res["reached"] == {"slow": 7, "fast": 8, "n": 8} and res["censored"] == 1
+    assert res["p"] == pytest.approx(2 / 256)  # sign test, 8 of 8
     c = decide([claim_speedup(runs, [0.9], seeds, RULES)], RULES)[0]
     assert c.direction == "confirmed (no constant_matched control to judge it against)"
-    assert c.magnitude == "consistent"  # open above: 1.9 cannot be excluded from below 1.9's side here
+    assert c.magnitude == "consistent"  # open above: 1.9 cannot be excluded
+
+
+def test_equal_censored_seeds_do_not_make_a_t_test_certain():
+    """Review finding: three censored seeds at the same run length collapsed a t bound's spread
+    (p = 0). The order bound needs 6 seeds at 95%, and the sign test gives 0.25."""
+    res = speedup(_arm("beta", [105, 105, 105]) + _arm("constant", [None, None, None]), "sgd", "constant", "beta",
+                  0.9, [0, 1, 2])
+    assert res["p"] == pytest.approx(0.25) and res["interval"].low is None
+
+
+def test_a_missing_run_is_left_out_not_censored():
+    runs = _arm("beta", [100, 100, 100, 100]) + [_run("constant", s, 150 + s) for s in (0, 1, 2)]  # seed 3 absent
+    res = speedup(runs, "sgd", "constant", "beta", 0.9, [0, 1, 2, 3])
+    assert res["missing"] == 1 and res["censored"] == 0 and res["reached"]["n"] == 3
+
+
+def test_tied_values_give_no_interval_and_no_t_test():
+    res = speedup(_arm("beta", [100, 100, 100]) + _arm("constant", [200, 200, 200]), "sgd", "constant", "beta",
+                  0.9, [0, 1, 2])
+    assert res["interval"].low is None and res["p"] == pytest.approx(0.25)  # the sign test, 3 of 3
 
 
 def test_censoring_on_both_sides_gives_no_interval():
@@ -174,11 +196,12 @@ def test_claim3_uses_the_seed_permutation_null_not_the_uniform_draw():
     assert rec.sgd_vs_adam["p_chance_mean_jaccard"] < 0.001  # what the uniform draw says
     assert c.p > 0.3 and c.direction == "inconclusive"
     freq = rec.sgd_vs_adam["frequency_chance"]
-    assert freq["p_identical"] == pytest.approx((6 / 8) * (6 / 8) + (2 / 8) * (2 / 8))
+    # identical pairs over seeds i != j: common with common 6*6 - 4 same-seed, other with other 2*2 - 0
+    assert freq["p_identical"] == pytest.approx((6 * 6 - 4 + 2 * 2) / 56)
     sets = [["conv1", "bn1", "layer1"], ["layer1", "layer2", "layer3"], ["layer2", "layer3", "layer4"],
             ["layer3", "layer4", "fc"], ["conv1", "layer4", "fc"], ["bn1", "layer2", "fc"]]
     c = decide([claim_overlap(_overlap(sets, sets), RULES)], RULES)[0]
-    assert c.p < 0.01 and c.direction == "confirmed"  # same seed, same set; other seeds differ
+    assert c.p == pytest.approx(1 / 720) and c.direction == "confirmed"  # only the seed pairing matches all 6
     assert c.magnitude == "consistent"  # 6/6 identical: 100% inside the interval
 
 
@@ -225,7 +248,7 @@ def test_summary_metrics_code_the_words():
              "magnitude": "consistent (one-seed prediction interval)"}]
     out = summary_metrics(rows)
     assert out == {"c2.value": 1.3, "c2.p_holm": 0.01, "c2.direction": 1, "c2.magnitude": -1, "c3.direction": 0,
-                   "c3.magnitude": 1}
+                   "c3.magnitude": 0}  # consistent: a failure to reject, coded as nothing
 
 
 def test_claim_rows_is_json_ready(tmp_path):

@@ -121,8 +121,10 @@ def test_exact_chance_distribution_of_a_mean_jaccard():
 def test_holm_against_hand_computed_values():
     from betasched.analysis.stats import holm
     out = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": None})
-    # sorted 0.01, 0.03, 0.04 times 3, 2, 1, then made monotone
-    assert out == {"a": pytest.approx(0.03), "c": pytest.approx(0.06), "b": pytest.approx(0.06), "d": None}
+    # a test without a p counts as 1 (the family's size does not depend on the data): m = 4;
+    # sorted 0.01, 0.03, 0.04 times 4, 3, 2, then made monotone
+    assert out == {"a": pytest.approx(0.04), "c": pytest.approx(0.09), "b": pytest.approx(0.09), "d": None}
+    assert holm({"a": 0.01, "b": float("nan"), "c": 0.02})["c"] == pytest.approx(0.04)
     assert holm({"x": 0.6, "y": 0.7}) == {"x": pytest.approx(1.0), "y": pytest.approx(1.0)}
 
 
@@ -130,10 +132,26 @@ def test_seed_permutation_null_enumerates_the_derangements():
     from betasched.analysis.stats import seed_permutation_null
     same = lambda pairs: sum(a == b for a, b in pairs)  # noqa: E731
     out = seed_permutation_null(["x", "y", "z"], ["x", "y", "z"], same)
-    # n = 3 has 2 derangements, both with 0 matches: p = (1 + 0) / (1 + 2)
-    assert out["observed"] == 3 and out["n_null"] == 2 and out["p"] == pytest.approx(1 / 3)
+    # all 3! = 6 pairings, the identity included; only the identity reaches 3 matches
+    assert out["observed"] == 3 and out["n_null"] == 6 and out["p"] == pytest.approx(1 / 6)
+    assert out["min_p"] == pytest.approx(1 / 6)  # 3 seeds can never give p < 0.05
     out = seed_permutation_null(["x"] * 4, ["x"] * 4, same)  # every pairing agrees: no evidence
-    assert out["n_null"] == 9 and out["p"] == 1.0
+    assert out["n_null"] == 24 and out["p"] == 1.0
+
+
+def test_seed_permutation_test_holds_its_level_without_a_seed_link():
+    """Review finding: a reference set of derangements (identity added) is not a group for n >= 4
+    and rejected at 0.135 for nominal 0.10. Over all n! pairings the test is exact."""
+    from betasched.analysis.stats import jaccard, seed_permutation_null
+    rng = np.random.default_rng(0)
+    groups = list("abcdef")
+    rejected = 0
+    for _ in range(300):
+        a = [sorted(rng.choice(groups, 3, replace=False, p=[.3, .3, .2, .1, .05, .05])) for _ in range(5)]
+        b = [sorted(rng.choice(groups, 3, replace=False, p=[.3, .3, .2, .1, .05, .05])) for _ in range(5)]
+        res = seed_permutation_null(a, b, lambda ps: sum(jaccard(x, y) for x, y in ps) / len(ps))
+        rejected += res["p"] <= 0.10
+    assert rejected / 300 <= 0.10 + 0.035, rejected / 300
 
 
 @pytest.mark.parametrize("n", [3, 8])
@@ -152,6 +170,8 @@ def test_censored_slow_seed_gives_a_lower_bound_only():
     """Entering a censored slow seed at the run length can only lower its log ratio, so the mean;
     the bound itself can move either way (the sd changes too): its coverage is what
     tests/test_coverage.py checks."""
-    full = paired_log_ratio([300, 320, 340, 310], [100, 110, 105, 100])["interval"]
-    cut = paired_log_ratio([300, 320, None, 310], [100, 110, 105, 100], horizon=330)["interval"]
-    assert cut.high is None and cut.low is not None and cut.estimate < full.estimate
+    slow, fast = [300, 320, 340, 310, 305, 330, 315, 325], [100, 110, 105, 100, 102, 108, 104, 101]
+    cut = paired_log_ratio(slow[:2] + [None] + slow[3:], fast, horizon=330)["interval"]
+    values = sorted([math.log(a / b) for a, b in zip(slow, fast)][:2] + [math.log(330 / 105)] +
+                    [math.log(a / b) for a, b in zip(slow, fast)][3:])
+    assert cut.high is None and cut.low == pytest.approx(math.exp(values[0]))  # the smallest, at n = 8

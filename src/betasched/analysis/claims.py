@@ -32,8 +32,8 @@ import numpy as np
 from ..core.names import target_key
 from ..core.schedules import PAPER_METHODS as FIVE
 from .records import OverlapRecord, RepairRecord, RunRecord
-from .stats import (LEVEL, Interval, censored_median, clopper_pearson, holm, one_sided, paired_log_ratio,
-                    prediction_interval, t_interval, t_test_p)
+from .stats import (LEVEL, Interval, censored_median, clopper_pearson, finite, holm, order_bound, paired_log_ratio,
+                    prediction_interval, sign_test, t_interval, t_test_p)
 
 PER_10K = 10_000
 # the direction tests of the report's verdicts; claim 4a and 4c one per optimizer, claim 5 one per other method
@@ -64,7 +64,9 @@ class Rules:
         return 1 - self.level
 
     def in_family(self, test: str) -> bool:
-        return test in self.family or test.split(".")[0] in self.family
+        """Exact names; "4a", "4c" and "5" also stand for their per-optimizer / per-method tests."""
+        head = test.split(".")[0]
+        return test in self.family or (head in ("4a", "4c", "5") and head in self.family)
 
 
 @dataclass
@@ -94,7 +96,7 @@ class Claim:
 
 def direction_word(estimate, null, p, side: str, alpha: float) -> str:
     """confirmed / refuted / inconclusive from a p-value and the estimate's side of the null."""
-    if p is None or estimate is None or null is None or p >= alpha:
+    if not (finite(p) and finite(estimate)) or null is None or p >= alpha:
         return "inconclusive"
     return "confirmed" if (estimate > null) == (side == "above") else "refuted"
 
@@ -118,11 +120,15 @@ def magnitude_word(paper, compared: Interval | None, narrow: Interval | None = N
     return "consistent" if lo <= paper <= hi else "inconsistent"
 
 
-def steps_by_seed(runs: list[RunRecord], optimizer: str, schedule: str, target: float, seeds) -> list:
-    """Steps to target per seed: None when not reached, diverged or missing (censored)."""
+MISSING = "missing"  # no run for this seed: not "not reached", which is a measured fact
+
+
+def steps_by_seed(runs: list[RunRecord], optimizer: str, schedule: str, target: float, seeds, missing=None) -> list:
+    """Steps to target per seed: None when not reached or diverged (censored); ``missing`` where
+    the seed has no run at all."""
     key = target_key(target)
     by_seed = {r.seed: r for r in runs if r.optimizer == optimizer and r.schedule == schedule}
-    return [None if s not in by_seed else by_seed[s].step_at(key) for s in seeds]
+    return [missing if s not in by_seed else by_seed[s].step_at(key) for s in seeds]
 
 
 def horizon(runs: list[RunRecord], optimizer: str) -> int | None:
@@ -132,9 +138,14 @@ def horizon(runs: list[RunRecord], optimizer: str) -> int | None:
 
 
 def speedup(runs, optimizer, slow: str, fast: str, target, seeds, level: float = LEVEL) -> dict:
-    """steps(slow) / steps(fast), paired by seed (paired_log_ratio), censored seeds at the run length."""
-    return paired_log_ratio(steps_by_seed(runs, optimizer, slow, target, seeds),
-                            steps_by_seed(runs, optimizer, fast, target, seeds), level, horizon(runs, optimizer))
+    """steps(slow) / steps(fast), paired by seed (paired_log_ratio), censored seeds at the run length;
+    a seed without a run in either arm is left out and counted (``missing``)."""
+    a = steps_by_seed(runs, optimizer, slow, target, seeds, MISSING)
+    b = steps_by_seed(runs, optimizer, fast, target, seeds, MISSING)
+    pairs = [(x, y) for x, y in zip(a, b) if MISSING not in (x, y)]
+    res = paired_log_ratio([x for x, _ in pairs], [y for _, y in pairs], level, horizon(runs, optimizer))
+    res["missing"] = len(a) - len(pairs)
+    return res
 
 
 def _narrow(res: dict, level: float) -> Interval | None:
@@ -148,6 +159,7 @@ def _narrow(res: dict, level: float) -> Interval | None:
 def ratio_claim(cid, what, res, paper, rules: Rules, test: str, notes="") -> Claim:
     reached = res["reached"]
     censored = f"; censored seeds {res['censored']} (sign test p = {res['sign_test_p']:.3f})" if res["censored"] else ""
+    censored += f"; {res['missing']} seed(s) without a run, left out" if res.get("missing") else ""
     return Claim(cid, what, paper, 1.0, res["interval"], res["per_seed"], "", "",
                  f"reached: {reached['slow']}/{reached['n']} vs {reached['fast']}/{reached['n']}{censored}. {notes}",
                  test=test, p=res["p"], prediction=res["prediction"])
@@ -187,29 +199,41 @@ def claim_momentum_rule(runs: list[RunRecord], max_momentum: float, target: floa
     adjusted = holm({r["arm"]: r["p"] for r in rows})
     for r in rows:
         r["p_holm_in_table"] = adjusted[r["arm"]]
+    # the single test leaves out the arms whose mu is clipped to 0 at the peak LR: they test the clip
+    tested = [r["arm"] for r in rows if not r["clip_at_peak"]]
+    left_out = [r["arm"] for r in rows if r["clip_at_peak"]]
     hz = horizon(runs, "sgd")
-    base = steps_by_seed(runs, "sgd", "beta", target, seeds)
+    base = steps_by_seed(runs, "sgd", "beta", target, seeds, MISSING)
+    alt_steps = {label: steps_by_seed(runs, "sgd", label, target, seeds, MISSING) for label in tested}
     values, bounded, unknown = [], False, False
     for i, b in enumerate(base):
-        alts = [steps_by_seed(runs, "sgd", label, target, seeds)[i] for label in others]
+        alts = [alt_steps[label][i] for label in tested]
+        if b is MISSING or MISSING in alts:
+            continue
         if b is None:
             unknown = True
             continue
         bounded |= any(a is None for a in alts)
         values.append(float(np.mean([math.log((a if a is not None else max(hz, b)) / b) for a in alts])))
-    n = len(seeds)
-    if unknown:
+    n = len(values)
+    signs = sign_test(sum(v > 0 for v in values), sum(v < 0 for v in values))
+    if not tested:
+        est, p = Interval(None, None, None, "every alternative clips mu at the peak LR: no test", 0), None
+    elif unknown:
         est, p = Interval(None, None, None, "lambda = 1 never reached the target in some seed: no interval", n), None
     elif bounded:
-        est = one_sided(values, "low", rules.level, "one-sided: arms that never reached enter at the run length")
-        p = t_test_p(values) if est.estimate > 0 else 1.0
+        est = order_bound(values, "low", rules.level, "one-sided: arms that never reached enter at the run length")
+        p = signs
     else:
         est, p = t_interval(values, rules.level), t_test_p(values)
+        p = signs if p is None else p
     est = est.mapped(math.exp, "geometric mean over the other arms of steps(arm) / steps(lambda = 1), per seed: "
                      + est.method)
     claim = Claim("1", what, "no free parameter", 1.0, est, rows, "", "n/a", facts + ". Per arm: steps(arm) / "
                   "steps(lambda = 1) to the first target (below 1: faster than the paper's constant); clipped share: "
-                  "steps with mu clipped to 0.", test="1", p=p)
+                  "steps with mu clipped to 0. The single test averages over " + (", ".join(tested) or "no arm") +
+                  ("; left out (mu clipped to 0 at the peak LR): " + ", ".join(left_out) if left_out else "") + ".",
+                  test="1", p=p)
     return claim
 
 
@@ -241,8 +265,12 @@ def claim_overlap(overlap: OverlapRecord, rules: Rules) -> Claim:
              f"{_fmt(pi.get('null_mean'))} (permutation p = {_fmt(pi.get('p'), 3)}), vs each optimizer's own top-k "
              f"frequencies {_fmt(freq.get('p_identical'))} per seed (binomial p = {_fmt(freq.get('p'), 3)}); same "
              f"optimizer, two seeds: Jaccard {_fmt(overlap.same_optimizer_seeds.get('jaccard_mean'))}; uniform draw "
-             f"(reference only): P(identical) = {_fmt(overlap.chance['p_identical_set'], 4)}" if pairs else "no pair")
-    return Claim("3", f"SGD and Adam flag the same top-{overlap.k} groups (schedule {overlap.schedule})", 1.0,
+             f"(reference only): P(identical) = {_fmt(overlap.chance['p_identical_set'], 4)}; smallest attainable "
+             f"permutation p {_fmt(pj.get('min_p'), 4)}" if pairs else "no pair")
+    if pairs and not perm:
+        notes = "no seed-permutation null in this overlap.json (an older version): rerun `dvc repro overlap`"
+    return Claim("3", f"SGD and Adam flag the same top-{overlap.k} groups, beyond each optimizer's habits "
+                 f"(schedule {overlap.schedule})", 1.0,
                  pj.get("null_mean"), iv, [{"seed": pr["a"].split("/s")[-1], "sgd": pr["top_k_a"], "adam": pr["top_k_b"],
                                             "jaccard": pr["jaccard"]} for pr in pairs], "", "", notes, test="3",
                  p=pj.get("p"), extra={"estimate_for_direction": pj.get("observed")})
@@ -266,7 +294,8 @@ def claims_repair(repair: RepairRecord, rules: Rules) -> list[Claim]:
         models = [m for m in repair.models if m.optimizer == opt]
         seeds = [m.seed for m in models]
         flagged = [m.arm("flagged") for m in models]
-        excess = [(f.net - float(np.mean(m.random_nets(m.flagged_stratum())))) * scale for f, m in zip(flagged, models)]
+        same_stratum = [m.random_nets(m.flagged_stratum()) for m in models]
+        excess = [(f.net - float(np.mean(r))) * scale if r else None for f, r in zip(flagged, same_stratum)]
         controls = {}
         for name, label in (("fc_toggled", "flagged minus the same set toggled at fc"),
                             ("step_control", "flagged minus the step control (all groups)")):
@@ -370,7 +399,9 @@ def decide(claims: list[Claim], rules: Rules) -> list[Claim]:
             for s, v in comps.items():
                 v["p_holm"] = final(f"5.{s}")
                 words[s] = direction_word(v["interval"]["estimate"], 1.0, v["p_holm"], "above", rules.alpha)
-            c.p_holm = min((v["p_holm"] for v in comps.values() if v["p_holm"] is not None), default=None)
+            # confirmed needs every comparison: the p that matches it is the largest
+            c.p = max((v["p"] for v in comps.values() if finite(v["p"])), default=None)
+            c.p_holm = max((v["p_holm"] for v in comps.values() if finite(v["p_holm"])), default=None)
             c.direction = ("confirmed" if all(w == "confirmed" for w in words.values()) else
                            "refuted" if any(w == "refuted" for w in words.values()) else "inconclusive")
             c.magnitude = "n/a"
@@ -378,6 +409,8 @@ def decide(claims: list[Claim], rules: Rules) -> list[Claim]:
             c.p_holm = final(c.test)
             estimate = c.extra.get("estimate_for_direction", c.interval.estimate)
             c.direction = direction_word(estimate, c.null, c.p_holm, c.side, rules.alpha)
+            if c.id == "3" and c.direction == "refuted":  # a one-sided (upper-tail) test cannot refute
+                c.direction = "inconclusive"
             if not rules.in_family(c.test) and c.direction != "inconclusive":
                 c.direction += " (outside the declared family: raw p)"
         else:
@@ -402,10 +435,14 @@ def _claim2_word(c: Claim, p_control, rules: Rules) -> str:
     if ctrl is None:
         return "confirmed (no constant_matched control to judge it against)"
     ctrl["p_holm"] = p_control
-    if direction_word(ctrl["interval"]["estimate"], 1.0, p_control, "above", rules.alpha) == "confirmed":
-        return "faster, not explained by the effective step"
+    # equivalence first: a control inside its margin is explained, whatever a tight interval's side
     if ctrl["narrow"] is not None and _inside(Interval(**ctrl["narrow"]), rules.claim2_control):
         return "explained by the effective step"
+    word = direction_word(ctrl["interval"]["estimate"], 1.0, p_control, "above", rules.alpha)
+    if word == "confirmed":
+        return "faster, not explained by the effective step"
+    if word == "refuted":  # the control beats beta: the effective step more than explains it
+        return "explained by the effective step (the control is faster than beta)"
     return "faster than constant; not separated from the effective step"
 
 
@@ -451,8 +488,9 @@ def time_to_target(runs, optimizer, schedules, targets, seeds) -> list[dict]:
     return rows
 
 
-# positive words 1, negative -1, anything else 0 (the words themselves are in claims.json and MLflow's tags)
-VERDICT_CODE = {"confirmed": 1, "refuted": -1, "consistent": 1, "equivalent": 1, "inconsistent": -1,
+# positive words 1, negative -1, anything else 0, "consistent" included: a failure to reject confirms nothing
+# (the words themselves are in claims.json and MLflow's tags)
+VERDICT_CODE = {"confirmed": 1, "refuted": -1, "consistent": 0, "equivalent": 1, "inconsistent": -1,
                 "faster, not explained by the effective step": 1, "explained by the effective step": -1}
 
 

@@ -12,6 +12,13 @@ replicates are blocks of one model, value = block + error:
   within-block variance; a claim is called fragile only when it rejects (p < 0.05), else
   homogeneous.
 
+When the replicates share their seeds (the same seed numbers, hence the same initialisations and
+data orders), the seeds are not independent across replicates: ``pool_paired`` then uses the
+two-way model value = seed + replicate + error, with the interval from the per-seed means over
+replicates (n - 1 df) and replicate x effect tested against the seed-by-replicate residual (for
+two replicates: the paired t-test of the per-seed differences). ``pool_claims`` picks it whenever
+every replicate has the same seeds.
+
 Which claims pool (``POOLED``): claim 2 (per-seed log ratios of steps to the first target; the
 pooled interval is mapped back to the ratio) and claims 4a-4d per optimizer (per-seed values).
 Claim 2 with a censored seed is not pooled (its value is a bound, not a number). Pure numpy/scipy.
@@ -77,6 +84,53 @@ def pool_blocks(blocks: dict[str, list[float]], level: float = LEVEL) -> dict:
     return out
 
 
+def pool_paired(blocks: dict[str, list[float]], level: float = LEVEL) -> dict:
+    """Pool replicates that share their seeds ({name: values in seed order}, equal lengths, no
+    None): value = seed + replicate + error. ``estimate`` is the mean over all values; ``low``,
+    ``high`` the t-interval of the n per-seed means over replicates (n - 1 df); heterogeneity is
+    the F of replicates against the residual, ((B - 1), (B - 1)(n - 1)) df, equal to the paired
+    t-test squared for B = 2. Keys as pool_blocks'."""
+    from scipy.stats import f as f_dist
+    from scipy.stats import t as t_dist
+
+    names = list(blocks)
+    x = np.asarray([blocks[k] for k in names], dtype=float)  # B x n
+    b, n = x.shape
+    grand = float(x.mean())
+    seed_means, rep_means = x.mean(axis=0), x.mean(axis=1)
+    out = {"estimate": grand, "low": None, "high": None, "level": level, "df": n - 1, "n": n * b,
+           "blocks": {k: {"mean": float(rep_means[i]), "n": n, "sd": float(x[i].std(ddof=1)) if n > 1 else None}
+                      for i, k in enumerate(names)},
+           "F": None, "F_df": (b - 1, (b - 1) * (n - 1)), "p": None, "agreement": None,
+           "method": f"the same {n} seeds in {b} replicates: seed + replicate + error; t-interval of the per-seed "
+                     f"means ({n - 1} df); heterogeneity: F of replicates against the residual "
+                     f"({b - 1}, {(b - 1) * (n - 1)} df)"}
+    if n < 2:
+        return out
+    sd = float(seed_means.std(ddof=1))
+    half = float(t_dist.ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n))
+    out["low"], out["high"] = grand - half, grand + half
+    if b < 2:
+        return out
+    resid = x - seed_means[None, :] - rep_means[:, None] + grand
+    ss_rep = float(n * ((rep_means - grand) ** 2).sum())
+    ss_err = float((resid ** 2).sum())
+    df_rep, df_err = b - 1, (b - 1) * (n - 1)
+    if ss_err > 0:
+        out["F"] = (ss_rep / df_rep) / (ss_err / df_err)
+        out["p"] = float(f_dist.sf(out["F"], df_rep, df_err))
+    else:
+        out["F"] = math.inf if ss_rep > 0 else math.nan
+        out["p"] = 0.0 if ss_rep > 0 else 1.0
+    out["agreement"] = "fragile" if out["p"] < ALPHA else "homogeneous"
+    return out
+
+
+def _seeds(claim: dict) -> list | None:
+    rows = claim.get("per_seed") or []
+    return [r.get("seed", i) for i, r in enumerate(rows)]
+
+
 def claim_key(claim: dict) -> str:
     """How claims are matched across claims.json files: the id, plus the optimizer for claim 4."""
     return claim["id"] + (f" {claim['what'].split(':')[0]}" if claim["id"].startswith("4") else "")
@@ -121,7 +175,9 @@ def pool_claims(replicates: dict[str, list[dict]], level: float = LEVEL) -> list
         if reasons:
             row["reason"] = reasons[0]
             continue
-        pooled = pool_blocks(blocks, level)
+        seeds = [_seeds(by_name[name][key]) for name in names]
+        shared = all(sd == seeds[0] for sd in seeds) and len({len(v) for v in blocks.values()}) == 1
+        pooled = pool_paired(blocks, level) if shared else pool_blocks(blocks, level)
         if POOLED[first["id"]] == "log_ratio":
             pooled = _exp(pooled)
             row["scale"] = "ratio"

@@ -51,13 +51,15 @@ class Interval:
 
 def t_interval(values, level: float = LEVEL) -> Interval:
     """Student's t-interval of the mean of per-seed values; no interval below 2 values."""
-    xs = np.asarray([v for v in values if v is not None], dtype=float)
+    xs = np.asarray([v for v in values if finite(v)], dtype=float)
     n = len(xs)
     if n == 0:
         return Interval(None, None, None, "none (n = 0)", 0)
     mean = float(xs.mean())
     if n < 2:
         return Interval(mean, None, None, "none (n = 1)", 1)
+    if xs.std(ddof=1) == 0:  # tied values (an evaluation grid): a zero-width interval would claim certainty
+        return Interval(mean, None, None, f"none: all {n} values equal", n)
     from scipy.stats import t
 
     half = float(t.ppf((1 + level) / 2, n - 1) * xs.std(ddof=1) / math.sqrt(n))
@@ -97,14 +99,20 @@ def censored_median(values) -> float | None:
     return None if math.isinf(m) else float(m)
 
 
+def finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
 def t_test_p(values, null: float = 0.0) -> float | None:
-    """Two-sided one-sample t-test of the mean against ``null``; None below 2 values."""
-    xs = np.asarray([v for v in values if v is not None], dtype=float)
+    """Two-sided one-sample t-test of the mean against ``null``; None below 2 values or with no
+    spread (tied values on an evaluation grid carry no t statistic: the caller falls back to an
+    exact test)."""
+    xs = np.asarray([v for v in values if finite(v)], dtype=float)
     if len(xs) < 2:
         return None
     sd = xs.std(ddof=1)
     if sd == 0:
-        return 0.0 if xs.mean() != null else 1.0
+        return None
     from scipy.stats import t
 
     stat = (xs.mean() - null) / (sd / math.sqrt(len(xs)))
@@ -114,10 +122,10 @@ def t_test_p(values, null: float = 0.0) -> float | None:
 def prediction_interval(values, level: float = LEVEL) -> Interval:
     """Where one new seed's value falls: mean +- t * sd * sqrt(1 + 1/n). The paper reports one
     seed, so its number is judged against this, beside the mean's interval."""
-    xs = np.asarray([v for v in values if v is not None], dtype=float)
+    xs = np.asarray([v for v in values if finite(v)], dtype=float)
     n = len(xs)
-    if n < 2:
-        return Interval(float(xs.mean()) if n else None, None, None, f"none (n = {n})", n)
+    if n < 2 or xs.std(ddof=1) == 0:
+        return Interval(float(xs.mean()) if n else None, None, None, f"none (n = {n}, or no spread)", n)
     from scipy.stats import t
 
     mean = float(xs.mean())
@@ -126,22 +134,34 @@ def prediction_interval(values, level: float = LEVEL) -> Interval:
 
 
 def holm(pvalues: dict) -> dict:
-    """Holm's step-down adjusted p-values over one family ({name: p}; None stays None and does not
-    count). Controls the family-wise error at any level without assuming independence."""
-    named = sorted(((p, k) for k, p in pvalues.items() if p is not None), key=lambda x: (x[0], x[1]))
+    """Holm's step-down adjusted p-values over one family ({name: p}). A test without a p (None,
+    NaN: no data for it) counts as p = 1, so the family's size does not depend on the data; it
+    stays None in the output. Controls the family-wise error without assuming independence."""
+    named = sorted(((p if finite(p) else 1.0, k) for k, p in pvalues.items()), key=lambda x: (x[0], x[1]))
     m, out, running = len(named), {k: None for k in pvalues}, 0.0
     for i, (p, k) in enumerate(named):
         running = max(running, min(1.0, (m - i) * p))
-        out[k] = running
+        out[k] = running if finite(pvalues[k]) else None
     return out
 
 
-def one_sided(values, side: str, level: float = LEVEL, why: str = "one-sided") -> Interval:
-    """The t bound of the mean on one side ('low' or 'high') at the quantile a two-sided interval
-    of ``level`` uses, the other end open: for values that are themselves bounds on that side."""
-    two = t_interval(values, level)
-    low, high = (two.low, None) if side == "low" else (None, two.high)
-    return Interval(two.estimate, low, high, f"{why}; t bound ({two.n - 1} df)", two.n)
+def order_bound(values, side: str, level: float = LEVEL, why: str = "one-sided") -> Interval:
+    """A distribution-free one-sided bound of the median: the k-th smallest value ('low') or k-th
+    largest ('high'), k the largest with P(Binomial(n, 1/2) <= k - 1) <= (1 - level) / 2 (the
+    quantile of a two-sided interval's end). Values that are themselves bounds on that side (a
+    censored seed at the run length) keep it valid: the order statistic can only move toward the
+    null. Its test is the sign test. None below the n at which any k qualifies (n < 6 at 95%)."""
+    from scipy.stats import binom
+
+    xs = sorted(v for v in values if finite(v))
+    n, tail = len(xs), (1 - level) / 2
+    k = max((j for j in range(1, n + 1) if binom.cdf(j - 1, n, 0.5) <= tail), default=None)
+    median = float(np.median(xs)) if xs else None
+    if k is None:
+        return Interval(median, None, None, f"{why}; no distribution-free bound at n = {n}", n)
+    low, high = (xs[k - 1], None) if side == "low" else (None, xs[n - k])
+    return Interval(median, low, high, f"{why}; median, order-statistic bound ({k}{'st' if k == 1 else 'th'} "
+                    f"{'smallest' if side == 'low' else 'largest'} of {n})", n)
 
 
 def _censored_values(rows, horizon: float) -> tuple[list[float], str | None]:
@@ -171,12 +191,11 @@ def paired_log_ratio(slow, fast, level: float = LEVEL, horizon: float | None = N
     - All reached: the t-interval of the per-seed log ratios, mapped back to a ratio; its p-value
       (two-sided t-test of log ratio 0) and the prediction interval for one seed.
     - Censored on one side only, with ``horizon``: a censored seed enters at the run length, which
-      makes its log ratio a bound; the interval is one-sided (the t bound on that side at the same
-      quantile as a two-sided interval's, the other end open) and the p-value counts only for the
-      direction that bound supports (1.0 otherwise). The censored values lie on the null's side of the
-      truth; the bound's coverage is checked by simulation (tests/test_coverage.py).
-    - Otherwise: no interval; the exact sign test on the per-seed orders (a censored arm is slower
-      than any reached one; both censored is a tie)."""
+      makes its log ratio a bound; the interval is one-sided and distribution-free (order_bound: a
+      bound of the median log ratio, the other end open). A t bound is not used there: equal
+      censored values collapse the spread and overstate the evidence.
+    - The p-value with any seed censored, or with no spread: the exact sign test on the per-seed
+      orders (a censored arm is slower than any reached one; both censored is a tie)."""
     rows, pos, neg = [], 0, 0
     for a, b in zip(slow, fast):
         if a is not None and b is not None:
@@ -196,6 +215,7 @@ def paired_log_ratio(slow, fast, level: float = LEVEL, horizon: float | None = N
         interval = t_interval(logs, level).mapped(math.exp, f"exp of a t-interval of per-seed log ratios "
                                                             f"({n - 1} df)" if n > 1 else None)
         p = t_test_p(logs)
+        p = sign_p if p is None else p
         prediction = prediction_interval(logs, level).mapped(math.exp)
     else:
         values, side = _censored_values(rows, horizon) if horizon is not None else ([], None)
@@ -204,12 +224,10 @@ def paired_log_ratio(slow, fast, level: float = LEVEL, horizon: float | None = N
             interval = Interval(None, None, None, f"sign test: {censored} of {n} seeds censored ({why}), no interval", n)
             p = sign_p
         else:
-            interval = one_sided(values, side, level, f"one-sided: {censored} of {n} seeds censored, entered at "
-                                 f"the run length {horizon:g} ({'at least' if side == 'low' else 'at most'})"
-                                 ).mapped(math.exp)
-            mean = math.log(interval.estimate)
-            supports = (mean > 0) if side == "low" else (mean < 0)
-            p = t_test_p(values) if supports else 1.0
+            interval = order_bound(values, side, level, f"one-sided: {censored} of {n} seeds censored, entered at "
+                                   f"the run length {horizon:g} ({'at least' if side == 'low' else 'at most'})"
+                                   ).mapped(math.exp)
+            p = sign_p
     return {"interval": interval, "per_seed": rows, "censored": censored, "sign_test_p": sign_p, "p": p,
             "prediction": prediction, "faster": pos, "slower": neg,
             "reached": {"slow": sum(a is not None for a in slow), "fast": sum(b is not None for b in fast), "n": n}}
@@ -217,40 +235,37 @@ def paired_log_ratio(slow, fast, level: float = LEVEL, horizon: float | None = N
 
 def seed_permutation_null(a_sets: list, b_sets: list, statistic, n_draws: int = 20_000, seed: int = 0) -> dict:
     """How special is pairing A's seed i with B's seed i? ``statistic(pairs)`` over the same-seed
-    pairing against its value over pairings that send every seed to another one (derangements):
-    all of them for n <= 8, else ``n_draws`` random ones (fixed seed). p = (1 + #{null >= observed})
-    / (1 + #null): what the seed pairing adds beyond which sets each optimizer tends to pick."""
+    pairing against its distribution over every pairing of A's seeds with B's (all n!
+    permutations, the identity included, for n <= 8; else ``n_draws`` uniform ones plus the
+    observed, fixed seed). p = #{pairings >= observed} / #pairings: an exact (or Monte-Carlo)
+    permutation test of what the seed pairing adds beyond which sets each optimizer tends to pick.
+    Its smallest attainable p is 1 / n! (1/6 at 3 seeds: no verdict can come from 3 seeds)."""
     n = len(a_sets)
     observed = statistic(list(zip(a_sets, b_sets)))
     if n < 2:
-        return {"observed": observed, "p": None, "null_mean": None, "n_null": 0, "method": "n < 2: no permutation"}
+        return {"observed": observed, "p": None, "null_mean": None, "n_null": 0, "min_p": None,
+                "method": "n < 2: no permutation"}
     if n <= 8:
-        perms = (p for p in permutations(range(n)) if all(p[i] != i for i in range(n)))
-        method = "exact over all derangements"
+        perms = list(permutations(range(n)))
+        method = f"exact over all {len(perms)} pairings"
     else:
         rng = np.random.default_rng(seed)
-        perms = (p for p in (tuple(rng.permutation(n)) for _ in range(n_draws * 3)) if all(p[i] != i for i in range(n)))
-        method = f"Monte Carlo, {n_draws} random derangements"
-    null = []
-    for p in perms:
-        null.append(statistic([(a_sets[i], b_sets[p[i]]) for i in range(n)]))
-        if len(null) >= n_draws:
-            break
+        perms = [tuple(range(n))] + [tuple(rng.permutation(n)) for _ in range(n_draws)]
+        method = f"Monte Carlo, {n_draws} random pairings"
+    null = [statistic([(a_sets[i], b_sets[p[i]]) for i in range(n)]) for p in perms]
     hits = sum(v >= observed - 1e-12 for v in null)
-    return {"observed": observed, "p": (1 + hits) / (1 + len(null)), "null_mean": float(np.mean(null)),
-            "n_null": len(null), "method": method}
+    return {"observed": observed, "p": hits / len(null), "null_mean": float(np.mean(null)), "n_null": len(null),
+            "min_p": 1 / len(null), "method": method}
 
 
 def frequency_chance_identical(a_sets: list, b_sets: list) -> float:
-    """Chance that A and B pick the same set when each draws from its own observed frequencies of
-    top-k sets: sum over sets S of f_A(S) f_B(S)."""
-    fa: dict = {}
-    fb: dict = {}
-    for s in a_sets:
-        fa[frozenset(s)] = fa.get(frozenset(s), 0) + 1 / len(a_sets)
-    for s in b_sets:
-        fb[frozenset(s)] = fb.get(frozenset(s), 0) + 1 / len(b_sets)
-    return float(sum(p * fb.get(s, 0.0) for s, p in fa.items()))
+    """Chance that A's set of one seed equals B's set of another seed: the share of identical
+    pairs over all i != j (the same-seed pairs left out, so the chance holds no seed link)."""
+    n = len(a_sets)
+    if n < 2:
+        return float(n and set(a_sets[0]) == set(b_sets[0]))
+    same = sum(set(a_sets[i]) == set(b_sets[j]) for i in range(n) for j in range(n) if i != j)
+    return same / (n * (n - 1))
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:

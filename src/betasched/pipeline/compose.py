@@ -43,6 +43,14 @@ def check_stats(params: dict) -> Rules:
         if not (isinstance(band, list) and len(band) == 2 and all(isinstance(v, (int, float)) for v in band)
                 and band[0] < band[1]):
             raise ConfigError(f"stats margin {name}={band!r}: give [low, high] with low < high")
+    unknown = set(st.get("margins") or {}) - {"2", "4b", "4d"}  # the claims that state a number
+    if unknown:
+        raise ConfigError(f"stats.margins names {sorted(unknown)}: only claims 2, 4b and 4d state a number")
+    if set(st.get("equivalence") or {}) - {"claim2_control"}:
+        raise ConfigError(f"stats.equivalence={st['equivalence']!r}: the only equivalence test is claim2_control")
+    lo, hi = (st.get("equivalence") or {}).get("claim2_control", [0.9, 1.111])
+    if not lo < 1 < hi:
+        raise ConfigError(f"stats.equivalence.claim2_control=[{lo}, {hi}]: a margin around a ratio of 1 must hold 1")
     return Rules.from_section({**st, "family": [str(t) for t in family]})
 
 

@@ -25,7 +25,7 @@ def repair_budget(params: dict, seed: int, device=None) -> Budget:
     repair.precision resolved for ``device`` (default: the CPU)."""
     r, schedule = params["repair"], params["schedule"]
     precision = resolve_precision(r.get("precision", "auto"), torch.device(device or "cpu"), "repair.precision")
-    checks.integer(r.get("n_random"), "repair.n_random")
+    checks.integer(r.get("n_random"), "repair.n_random", low=1)  # claim 4a needs a draw in each stratum
     checks.integer(r.get("threads", 1), "repair.threads")
     checks.number(r.get("upweight_errors", 0.0), "repair.upweight_errors", low=0)
     return Budget(steps=r.get("steps"), lr=r.get("lr"), batch_size=r.get("batch_size", 128),
