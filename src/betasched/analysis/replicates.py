@@ -34,7 +34,7 @@ ALPHA = 0.05  # heterogeneity test level: "fragile" below it
 POOLED = {"2": "log_ratio", "4a": "value", "4b": "value", "4c": "value", "4d": "value"}
 NOT_POOLED = {"1": "per-arm ratios of the lambda ablation, not one value per seed",
               "3": "a share of seeds (Clopper-Pearson), not a mean of per-seed values",
-              "5": "a ranking: the best other arm is picked per run"}
+              "5": "four paired comparisons, one per method: pool them from the runs, not from claims.json"}
 
 
 def pool_blocks(blocks: dict[str, list[float]], level: float = LEVEL) -> dict:
