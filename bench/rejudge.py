@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from pathlib import Path
 
-from betasched.analysis.claims import Claim, decide, ratio_claim, value_claim
+from betasched.analysis.claims import Claim, decide, narrow_interval, ratio_claim, value_claim
 from betasched.analysis.overlap import pairing_nulls
 from betasched.analysis.report import claims_table
-from betasched.analysis.stats import clopper_pearson, jaccard, paired_log_ratio, t_interval
+from betasched.analysis.stats import clopper_pearson, jaccard, paired_log_ratio
 from betasched.pipeline.compose import check_stats
 from betasched.pipeline.params import load_params
 
@@ -37,9 +36,9 @@ def rejudge(path: Path, run_length: int, rules) -> tuple[list[dict], list[str]]:
         if cid == "2":
             res = paired_log_ratio([r["slow"] for r in rows], [r["fast"] for r in rows], rules.level, run_length)
             claim = ratio_claim("2", c["what"], res, 1.9, rules, "2")
-            if not res["censored"]:
-                logs = [r["log_ratio"] for r in res["per_seed"]]
-                claim.extra["narrow"] = t_interval(logs, 1 - 2 * rules.alpha).mapped(math.exp).as_dict()
+            narrow = narrow_interval(res, rules.level)
+            if narrow:
+                claim.extra["narrow"] = narrow.as_dict()
             claims.append(claim)
         elif cid == "3":
             sets_a, sets_b = [r["sgd"] for r in rows], [r["adam"] for r in rows]

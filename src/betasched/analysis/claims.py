@@ -45,7 +45,7 @@ def speedup(runs, optimizer, slow: str, fast: str, target, seeds, level: float =
     return res
 
 
-def _narrow(res: dict, level: float) -> Interval | None:
+def narrow_interval(res: dict, level: float) -> Interval | None:
     """The 1 - 2 alpha interval of a speed-up (for two one-sided tests), when every seed reached."""
     if res["censored"]:
         return None
@@ -276,13 +276,12 @@ def claim_speedup(runs, targets, seeds, rules: Rules) -> Claim:
     low = targets[0]
     res = speedup(runs, "sgd", "constant", "beta", low, seeds, rules.level)
     c = ratio_claim("2", f"SGD: steps to {low:.3g} (paper: 90%), constant 0.9 / beta", res, 1.9, rules, "2")
-    narrow = _narrow(res, rules.level)
-    c.extra["narrow"] = narrow.as_dict() if narrow else None
-    if not c.extra["narrow"]:
-        c.extra.pop("narrow")
+    narrow = narrow_interval(res, rules.level)
+    if narrow:
+        c.extra["narrow"] = narrow.as_dict()
     if any(r.schedule == "constant_matched" and r.optimizer == "sgd" for r in runs):
         ctrl = speedup(runs, "sgd", "constant_matched", "beta", low, seeds, rules.level)
-        cn = _narrow(ctrl, rules.level)
+        cn = narrow_interval(ctrl, rules.level)
         c.extra["control"] = {"what": "constant_matched / beta (0.9 at beta's effective step)",
                               "interval": ctrl["interval"].as_dict(), "p": ctrl["p"],
                               "narrow": cn.as_dict() if cn else None, "margin": list(rules.claim2_control),
