@@ -38,7 +38,7 @@ data:
 params: $(STAMP)
 	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET))
 
-# check, prepare and the pilot (targets) first; then the train and control stages JOBS at a time
+# check, prepare and the tune stage (pilots: peak LRs and targets) first; then the train and control stages JOBS at a time
 # (auto: one per GPU, else cores / train.threads), each its own `dvc repro -s`
 # (betasched.pipeline.parallel); plain `dvc repro` does the rest. Every run uses train.threads
 # threads, so its bytes are those of `dvc repro` or `dvc exp run`.
@@ -46,7 +46,7 @@ params: $(STAMP)
 repro: export BETASCHED_PIPELINE := make-$(shell date +%Y%m%d-%H%M%S)-$(shell echo $$$$)
 repro: $(STAMP) data
 	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET),--check)
-	$(BIN)/dvc repro targets
+	$(BIN)/dvc repro tune
 	$(BIN)/python -m betasched.pipeline.parallel --jobs $(JOBS)
 	$(BIN)/dvc repro
 	@$(BIN)/python -m betasched.pipeline.timings

@@ -5,7 +5,8 @@ Needs torch, torchvision, numpy, pandas, scipy, seaborn and pyyaml only: no DVC,
   1. prints the device, torch and the precision;
   2. prepares CIFAR-10 from the carried archive (data/raw/cifar10-jpeg.tar.xz; 45k / 5k / 10k);
   3. times the engine against the plain DataLoader loop on the GPU (width 64, batch 512);
-  4. trains the `gpu-short` matrix (10 runs and the SGD control), `--jobs` processes at a time;
+  4. tunes the peak LRs on the pilot seed (validation split only; the tune stage's code), then trains
+     the `gpu-short` matrix (10 runs and the SGD control) at them, `--jobs` processes at a time;
   5. computes the claims with the evidence code (steps to 90%, the ranking, the SGD vs Adam
      overlap, one surgical repair);
 and writes at most 8 files into --out: summary.json, report.md, accuracy.png, damping.png, log.txt.
@@ -37,7 +38,8 @@ TINY = {"model": {"width": 4}, "train": {"epochs": 1, "batch_size": 64, "eval_ev
                                          "keep_points": 1, "threads": 1, "channels_last": False},
         "data": {"n_train": 1000, "n_val": 200, "n_test": 500},
         "matrix": {"schedules": ["constant", "beta"], "controls": []},
-        "repair": {"steps": 5, "batch_size": 64, "n_random": 2}, "scan": {"batch_size": 32, "steps": 3, "samples": 3}}
+        "repair": {"steps": 5, "batch_size": 64, "n_random": 2}, "scan": {"batch_size": 32, "steps": 3, "samples": 3},
+        "tune": {"grid": {"sgd": [0.1, 0.2], "adam": []}}}
 
 
 class Tee:
@@ -112,6 +114,7 @@ def main() -> None:
     tracking.available()  # its one warning line, before the workers start
     summary["prepare"] = step("prepare", lambda: prepare(params))
     summary["bench"] = step("engine vs DataLoader", lambda: bench(device, a.tiny))
+    summary["tune"] = step("tune (pilot seeds, validation split)", lambda: tune(params))
     summary["matrix"] = step("gpu-short matrix", lambda: matrix(params, a.jobs))
     summary["claims"] = step("claims", lambda: claims(params, device, out))
     summary["wall_seconds"] = time.perf_counter() - start
@@ -128,15 +131,20 @@ def step(name, fn):
 
 
 def prepare(params) -> dict:
-    from betasched.pipeline.params import TARGETS_FILE
     from betasched.training.data import prepare as prepare_data
 
     manifest = prepare_data(params["data"], "data/prepared")
-    TARGETS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    TARGETS_FILE.write_text(json.dumps({"values": params["targets"]["values"], "rule": "fixed",
-                                        "fractions": [], "reference": "sgd/constant", "pilot_final_val_acc": {}}))
     print(f"prepared {manifest['sizes']} from {manifest['data_copy']}", flush=True)
     return {"sizes": manifest["sizes"], "data_copy": manifest["data_copy"]}
+
+
+def tune(params) -> dict:
+    """The tune stage's work (betasched.pipeline.tune): each arm's peak LR, then the targets."""
+    from betasched.pipeline.tune import tune_and_write
+
+    tuned, targets = tune_and_write(params)
+    return {"tuned": {a: c["lr"] for a, c in tuned["arms"].items()}, "targets": targets["values"],
+            "grid": {a: {lr: g["mean_final_val_acc"] for lr, g in c["grid"].items()} for a, c in tuned["arms"].items()}}
 
 
 def bench(device, tiny: bool) -> dict:

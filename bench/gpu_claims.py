@@ -10,8 +10,9 @@ from betasched.analysis.claims import Rules, claim_rows, time_to_target
 from betasched.analysis.compare import long_frames
 from betasched.analysis.overlap import summarize, verdict
 from betasched.analysis.records import OverlapRecord, RepairModel, RepairRecord
-from betasched.analysis.report import claims_table, _table
+from betasched.analysis.report import _table, _tuning, claims_table
 from betasched.core.controls import build_arms
+from betasched.pipeline.params import load_targets, load_tuned, peak_lr
 from betasched.pipeline.results import collect_runs
 from betasched.pipeline.scan import regime_fractions, scan_runs
 from betasched.pipeline.study import attribute_run, studied_runs
@@ -36,9 +37,9 @@ def evidence(params: dict, device, out: Path) -> dict:
     results = run_arms(load_model(e.dir / "model.pt", device), rec, data, repair_budget(params, e.seed, device), arms, device)
     repair = RepairRecord(params["schedule"], SPLITS, params["repair"], params["attribution"]["k"],
                           len(data["y_test"]), [RepairModel(e.run, e.optimizer, e.seed, rec.problem_layers, results)])
-    targets = params["targets"]["values"]
+    targets = list(load_targets())
     claims = claim_rows(runs, overlap, repair, params["momentum"]["max_momentum"], targets, params["matrix"]["seeds"],
-                        Rules.from_section(params["stats"]), peak_lr=params["optim"]["sgd"]["lr"])
+                        Rules.from_section(params["stats"]), peak_lr=peak_lr(params, "sgd", "beta", load_tuned()))
     points = scan_runs(params, data, device)
     evals, _ = long_frames(runs)
     plots.accuracy_vs_step(evals, out / "accuracy.png")
@@ -54,7 +55,7 @@ def _report(claims, runs, params, targets, overlap, repair, points, manifest) ->
     parts = [f"# gpu-check: preset gpu-short ({manifest['data_copy']}, {manifest['sizes']})",
              f"Targets {targets} (the paper's). One seed: every verdict is inconclusive by rule (n = 1 < "
              f"{params['stats']['min_seeds']}); the numbers are what a GPU window measures.",
-             "## Claims", claims_table(claims), "## Time to target (steps)"]
+             "## Claims", claims_table(claims), *_tuning(load_tuned()), "## Time to target (steps)"]
     for opt in params["matrix"]["optimizers"]:
         own = [s for s in schedules if any(r.optimizer == opt and r.schedule == s for r in runs)]
         rows = time_to_target(runs, opt, own, targets, seeds)

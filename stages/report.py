@@ -11,12 +11,12 @@ from betasched.analysis import plots
 from betasched.analysis.claims import claim_rows, summary_metrics
 from betasched.analysis.compare import long_frames
 from betasched.analysis.records import load_overlap, load_repair
-from betasched.analysis.report import claims_table, cpu_classes, render
+from betasched.analysis.report import claims_table, render, report_meta
 from betasched.core.files import check_writable, write_json, write_text
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.compose import check_stats
-from betasched.pipeline.params import TARGETS_FILE, load_params
+from betasched.pipeline.params import TARGETS_FILE, load_params, load_tuned, peak_lr
 from betasched.pipeline.results import collect_runs
 
 
@@ -30,15 +30,13 @@ def report_stage() -> None:
     overlap, repair = load_overlap(), load_repair()
     manifest = json.loads(open("data/prepared/manifest.json").read())
     targets = json.loads(TARGETS_FILE.read_text())
+    tuned = load_tuned()
     damping = json.loads(open("metrics/damping.json").read())
     claims = claim_rows(runs, overlap, repair, params["momentum"]["max_momentum"], targets["values"],
-                        params["matrix"]["seeds"], rules, peak_lr=params["optim"]["sgd"]["lr"])
+                        params["matrix"]["seeds"], rules, peak_lr=peak_lr(params, "sgd", "beta", tuned))
     _, steps = long_frames(runs)
     plots.momentum_schedules(steps, "plots/momentum_schedules.png")
-    meta = {"data_copy": manifest["data_copy"], "data_sha256": manifest["data_sha256"], "device": runs[0].device,
-            "precision": f"{runs[0].precision} / {runs[0].threads}", "cpu_class": cpu_classes(runs),
-            "targets": targets, "min_seeds": rules.min_seeds,
-            "family": list(rules.family)}
+    meta = report_meta(runs, params, manifest, targets, tuned, rules)
     write_text("REPORT.md", render(claims, runs, overlap, repair, params, dict(meta, damping=damping)))
     write_json("metrics/claims.json", {"claims": claims, "preset": params["preset"], **meta})
     summary = summary_metrics(claims)

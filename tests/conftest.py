@@ -68,8 +68,8 @@ def sgd_repo(dest: Path, **train) -> Path:
 
 
 def prepare_repo(repo: Path) -> Path:
-    """The data and the targets of a smoke repo, as `dvc repro targets` makes them."""
-    for stage in ("prepare", "targets"):
+    """The data and the targets of a smoke repo, as `dvc repro tune` makes them."""
+    for stage in ("prepare", "tune"):
         subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, env=env_with_venv(), check=True,
                        capture_output=True)
     return repo

@@ -256,3 +256,23 @@ def test_claim_rows_is_json_ready(tmp_path):
     assert callable(claim_rows)
     c = decide([claim_speedup(_arm("beta", BETA) + _arm("constant", [150] * 8), [0.9], list(range(8)), RULES)], RULES)
     json.dumps([x.as_dict() for x in c])
+
+
+def test_claim5_compares_the_methods_the_preset_trains():
+    """The horizon ladder trains constant, beta and hybrid: claim 5 compares hybrid with those two,
+    and an untrained method is neither a comparison nor a free win for hybrid."""
+    seeds = list(range(6))
+    runs = [_run(name, s, (60 if name == "hybrid" else 100) + s) for name in ("constant", "beta", "hybrid")
+            for s in seeds] + [_run("constant_matched", s, 90) for s in seeds]
+    c = decide([claim_hybrid(runs, 0.9, seeds, RULES)], RULES)[0]
+    assert set(c.extra["comparisons"]) == {"constant", "beta"} and c.direction == "confirmed"
+    assert set(c.extra["ranking"]) == {"constant", "beta", "hybrid"}
+
+
+def test_claim2_reports_the_untuned_baseline_beside_the_tuned_one():
+    runs = _arm("beta", BETA) + _arm("constant", [160, 150, 170, 155, 165, 158, 162, 151]) + \
+        _arm("constant_untuned", [200, 210, 190, 205, 199, 207, 195, 202])
+    c = decide([claim_speedup(runs, [0.9], list(range(8)), RULES)], RULES)[0]
+    un = c.extra["untuned"]
+    assert un["interval"]["n"] == 8 and un["interval"]["estimate"] == pytest.approx(2.0, rel=0.05)
+    assert c.interval.estimate == pytest.approx(1.57, rel=0.05)  # the tuned constant is the claim

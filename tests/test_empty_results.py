@@ -11,7 +11,7 @@ from betasched.analysis import plots
 from betasched.analysis.claims import Rules, claim_rows, summary_metrics
 from betasched.analysis.compare import long_frames, summarize
 from betasched.analysis.records import RunRecord, load_overlap, load_repair
-from betasched.analysis.report import render
+from betasched.analysis.report import regime, regime_facts, regime_word, render
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = [0.5, 0.8]
@@ -71,8 +71,10 @@ def test_claims_and_report_on_empty_results(case):
     claims = claim_rows(runs, overlap, repair, 0.99, TARGETS, seeds, Rules())
     summary_metrics(claims)
     params = {"preset": "smoke", "matrix": {"seeds": seeds, "optimizers": sorted({r.optimizer for r in runs}),
-                                            "schedules": sorted({r.schedule for r in runs}), "controls": []}}
-    meta = {"data_copy": "synthetic", "data_sha256": "0" * 64, "device": "cpu", "precision": "fp32 / 1",
+                                            "schedules": sorted({r.schedule for r in runs}), "controls": []},
+              "data": {"n_train": None}, "train": {"epochs": 2, "batch_size": 64}, "model": {"width": 4},
+              "optim": {"sgd": {"lr": 0.1}}}
+    meta = {"regime": regime_facts(runs, params, None),"data_copy": "synthetic", "data_sha256": "0" * 64, "device": "cpu", "precision": "fp32 / 1",
             "min_seeds": 3, "damping": None, "cpu_class": "test",
             "targets": {"rule": "fixed", "values": TARGETS, "pilot_final_val_acc": {}, "fractions": [],
                         "reference": "constant"}}
@@ -104,3 +106,18 @@ def test_the_compare_stage_on_one_arm_that_reaches_nothing(tmp_path):
     assert compare["sgd"]["constant"]["acc_1000"]["median_steps"] is None
     assert (repo / "plots/steps_to_target.png").stat().st_size > 1000
     assert (repo / "plots/data/steps_to_target.csv").read_text().strip() == "arm,median_steps"
+
+
+def test_the_regime_line_says_data_length_accuracy_and_tuning():
+    runs = CASES["nothing reached"]
+    params = {"data": {"n_train": 8000}, "train": {"epochs": 12, "batch_size": 128}, "model": {"width": 16},
+              "optim": {"sgd": {"lr": 0.1}}}
+    facts = regime_facts(runs, params, {"arms": {"sgd/constant": {"lr": 0.05}, "sgd/beta": {"lr": 0.2}}})
+    ref = [r.final_test_acc for r in runs if r.optimizer == "sgd" and r.schedule == "constant" and not r.diverged]
+    assert facts["reference_final_test_acc"] == pytest.approx(sum(ref) / len(ref)) and facts["tuned"]
+    text = regime(facts)
+    assert "8000 training images, 12 epochs" in text and "(LR 0.05)" in text
+    assert "tuned (tune stage: peak LRs sgd/constant 0.05, sgd/beta 0.2)" in text
+    assert "untuned (peak LR sgd 0.1" in regime(regime_facts(runs, params, None))
+    assert [regime_word(a) for a in (0.43, 0.749, 0.75, 0.89, 0.9, None)] == [
+        "early training", "early training", "mid training", "mid training", "the paper's regime", "no reference run"]

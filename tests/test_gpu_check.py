@@ -43,9 +43,12 @@ def test_gpu_check_rehearsal_on_cpu(tmp_path):
     assert summary["device"] == "cpu" and summary["tiny"] is True
     assert summary["bench"]["engine_images_per_s"] > 0 and summary["bench"]["ratio_median"] > 0
     assert len(summary["matrix"]["runs"]) == 4  # 2 optimizers x (constant, beta): the tiny matrix
+    # tuned first, on the pilot seed: SGD's two arms over the tiny grid (Adam's grid is empty there)
+    assert set(summary["tune"]["tuned"]) == {"sgd/constant", "sgd/beta"}
+    assert all(lr in (0.1, 0.2) for lr in summary["tune"]["tuned"].values())
     assert [c["id"] for c in summary["claims"]["claims"]][:3] == ["1", "2", "3"]
     assert "MLflow is not installed" in proc.stderr  # tracking fell back to files, with one warning
     report = (tmp_path / "out/report.md").read_text()
-    assert "## Claims" in report and "## Time to target" in report
+    assert "## Claims" in report and "## Time to target" in report and "## Tuning" in report
     assert "engine" in (tmp_path / "out/log.txt").read_text()
     assert not (ROOT / "gpu-work" / "mlflow.db").exists()

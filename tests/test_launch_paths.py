@@ -48,7 +48,7 @@ def _digest(folder):
 def test_three_launch_paths_give_the_same_bytes(tmp_path):
     digests = {}
     repo = _repo(tmp_path / "parallel")
-    _run(repo, "dvc", "repro", "targets")
+    _run(repo, "dvc", "repro", "tune")
     out = _run(repo, sys.executable, "-m", "betasched.pipeline.parallel", "--jobs", "2")
     assert "2 train stages with 2 workers x 2 thread(s)" in out
     digests["parallel"] = _digest(repo / RUN)

@@ -72,6 +72,11 @@ def claim_rows_with_controls(rows: list[dict]) -> list[list]:
                         f"{_ci(ctrl['narrow'])})", "—", _num(ctrl["interval"]["estimate"], 3), _ci(ctrl["interval"]),
                         "—", ctrl["interval"]["n"], _p(ctrl["p"]), _p(ctrl.get("p_holm")),
                         "; ".join(_seed_value(x) for x in ctrl["per_seed"]), "control", ""])
+        un = r.get("extra", {}).get("untuned")
+        if r["id"] == "2" and un:
+            out.append(["2 untuned", un["what"] + " (descriptive: not in the family)", "—",
+                        _num(un["interval"]["estimate"], 3), _ci(un["interval"]), "—", un["interval"]["n"],
+                        _p(un["p"]), "—", "; ".join(_seed_value(x) for x in un["per_seed"]), "untuned baseline", ""])
         for name, c in (r.get("extra", {}).get("comparisons") or {}).items():
             out.append([f"5 vs {name}", f"steps({name}) / steps(hybrid)", "> 1", _num(c["interval"]["estimate"], 3),
                         _ci(c["interval"]), "—", c["interval"]["n"], _p(c["p"]), _p(c.get("p_holm")),
@@ -98,18 +103,15 @@ def _version(package: str) -> str:
 def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, meta) -> str:
     seeds = params["matrix"]["seeds"]
     t = meta["targets"]
-    pilot = ", ".join(f"s{s}: {a:.3f}" for s, a in t["pilot_final_val_acc"].items()) or "none"
-    rule = (f"fractions {t['fractions']} of the final validation accuracy of {t['reference']} on the pilot seeds "
-            f"({pilot}; mean over pilot seeds), which never enter a verdict" if t["rule"] == "pilot"
-            else "fixed in params (the paper's own targets)")
     res = sorted({r.target_resolution_steps for r in runs})
     total = max(r.total_steps for r in runs)
     parts = [
         "# betasched: the paper's claims, measured",
         f"Preset **{params['preset']}**, data **{meta['data_copy']}**, {len(seeds)} verdict seed(s) {seeds}. "
         "Written by `dvc repro` (stage `report`); rules in `src/betasched/analysis/claims.py`.",
-        f"**Targets** {t['values']} (the paper's 90% / 95% map to the first / last): {rule}; fixed by the "
-        "`targets` stage before any verdict run trained (`targets/targets.json`). **Time-to-target resolution**: "
+        f"**Regime**: {regime(meta['regime'])}.",
+        f"**Targets** {t['values']} (the paper's 90% / 95% map to the first / last): {_target_rule(t)}; fixed by the "
+        "`tune` stage before any verdict run trained (`targets/targets.json`). **Time-to-target resolution**: "
         f"{'/'.join(map(str, res))} step(s), {100 * max(res) / total:.2f}% of the {total} steps of a run.",
         "## Claims", claims_table(claims),
         "**direction**: the family of direction tests declared in params (`stats.family`: "
@@ -127,6 +129,7 @@ def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, m
                [[c["id"], c["interval"]["method"], _num(c["null"], 3), c["notes"]] for c in claims]),
     ]
     parts += _claim4_context(claims)
+    parts += _tuning(meta.get("tuned"))
     parts += _confound(runs, params, meta["targets"]["values"])
     parts += _time_to_target(runs, params, meta["targets"]["values"])
     parts += _scan(meta.get("damping"))
@@ -139,6 +142,74 @@ def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, m
     return "\n\n".join(parts) + "\n"
 
 
+PAPER_PLATEAU = 0.955  # ResNet-18's CIFAR-10 test accuracy at the end of the paper's long runs (method.md)
+
+
+def regime_word(accuracy: float | None) -> str:
+    """Where a reference accuracy sits against the paper's runs, which end near 95% (its 90% / 95%
+    targets are late-training events there): below 75%, early training; from 90%, the paper's regime."""
+    if accuracy is None:
+        return "no reference run"
+    return "early training" if accuracy < 0.75 else "mid training" if accuracy < 0.9 else "the paper's regime"
+
+
+def report_meta(runs, params, manifest: dict, targets: dict, tuned: dict, rules) -> dict:
+    """What REPORT.md and metrics/claims.json say beside the claims: data, device, CPU class, targets,
+    tuning, the regime, the rules."""
+    return {"data_copy": manifest["data_copy"], "data_sha256": manifest["data_sha256"], "device": runs[0].device,
+            "precision": f"{runs[0].precision} / {runs[0].threads}", "cpu_class": cpu_classes(runs),
+            "targets": targets, "tuned": tuned, "regime": regime_facts(runs, params, tuned),
+            "min_seeds": rules.min_seeds, "family": list(rules.family)}
+
+
+def regime_facts(runs, params, tuned: dict | None) -> dict:
+    """The setting a verdict comes from: data, length, the reference arm's final accuracy, tuned or not."""
+    ref = [r.final_test_acc for r in runs if r.optimizer == "sgd" and r.schedule == "constant" and not r.diverged]
+    acc = _mean(ref) if ref else None
+    arms = (tuned or {}).get("arms") or {}
+    return {"word": regime_word(acc), "n_train": params["data"].get("n_train"), "epochs": params["train"]["epochs"],
+            "steps": max(r.total_steps for r in runs), "batch_size": params["train"]["batch_size"],
+            "width": params["model"]["width"], "reference_final_test_acc": acc, "tuned": bool(arms),
+            "lrs": {a: c["lr"] for a, c in arms.items()} or {"sgd": params["optim"]["sgd"]["lr"]}}
+
+
+def regime(facts: dict) -> str:
+    acc = facts["reference_final_test_acc"]
+    lr = facts["lrs"].get("sgd/constant")
+    chosen = ", ".join(f"{a} {v:g}" for a, v in facts["lrs"].items())
+    how = f"tuned (tune stage: peak LRs {chosen})" if facts["tuned"] else f"untuned (peak LR {chosen} as set in params)"
+    acc_text = "n/a" if acc is None else f"{acc:.3f} ({100 * acc / PAPER_PLATEAU:.0f}% of the paper's ~95.5%)"
+    return (f"{facts['word']}: {facts['n_train'] or 'all'} training images, {facts['epochs']} epochs ({facts['steps']} "
+            f"steps at batch {facts['batch_size']}), width {facts['width']}; the reference sgd/constant"
+            f"{f' (LR {lr:g})' if lr else ''} ends at test accuracy {acc_text}; baselines {how}")
+
+
+def _target_rule(t: dict) -> str:
+    if t["rule"] != "pilot":
+        return "fixed in params (the paper's own targets)"
+    at = dict(t.get("pilot_plateau_val_acc") or t["pilot_final_val_acc"])
+    pilot = ", ".join(f"s{s}: {a:.3f}" for s, a in at.items() if a is not None) or "none"
+    n = t.get("plateau_evals", 1)
+    what = "final validation accuracy" if n == 1 else f"plateau validation accuracy (mean of the last {n} evaluations)"
+    lr = f" at its tuned LR {t['reference_lr']:g}" if t.get("reference_lr") else ""
+    return (f"fractions {t['fractions']} of the {what} of {t['reference']}{lr} on the pilot seeds ({pilot}; mean "
+            "over pilot seeds), which never enter a verdict")
+
+
+def _tuning(tuned: dict | None) -> list[str]:
+    """The pre-registered grid, the pilot's accuracy at every LR, and the LR each arm takes."""
+    if not tuned or not tuned.get("arms"):
+        return []
+    lrs = sorted({lr for c in tuned["arms"].values() for lr in c["grid"]}, key=float)
+    rows = [[arm, *(_num(c["grid"][lr]["mean_final_val_acc"], 3) if lr in c["grid"] else "—" for lr in lrs),
+             f"**{c['lr']:g}**"] for arm, c in tuned["arms"].items()]
+    return ["## Tuning (stage tune, before any verdict run)",
+            f"Rule, fixed before the run: {tuned['rule']} (tie = {tuned['tie']}). Pilot seeds {tuned['pilot_seeds']} "
+            "(never verdict seeds), validation split only. constant_matched takes beta's LR (its step is matched "
+            "to beta's), as does the lambda ablation. Mean final validation accuracy per peak LR:",
+            _table(["arm", *lrs, "chosen LR"], rows)]
+
+
 def _schedules(params) -> list[str]:
     return [s for s in (*FIVE, *(params["matrix"].get("controls") or [])) if s in
             (*params["matrix"]["schedules"], *(params["matrix"].get("controls") or []))]
@@ -148,7 +219,7 @@ def _confound(runs, params, targets) -> list[str]:
     seeds, scheds = params["matrix"]["seeds"], _schedules(params)
     rows = []
     for t in targets:
-        for other in ("constant", "constant_matched"):
+        for other in ("constant", "constant_matched", "constant_untuned"):
             if other in scheds and "beta" in scheds:
                 s = speedup(runs, "sgd", other, "beta", t, seeds)
                 rows.append([f"{t:.3g}", f"steps({other}) / steps(beta)", _num(s["interval"].estimate),

@@ -56,6 +56,11 @@ def constant_matched(lr, step, total_steps, lr_min, lr_max, mu0=MU0, **_):
     return mu0
 
 
+def constant_untuned(lr, step, total_steps, lr_min, lr_max, mu0=MU0, **_):
+    # constant's rule at optim.<optimizer>.lr, never tuned: the untuned baseline beside a tuned one.
+    return mu0
+
+
 RULES = {
     "constant": constant,
     "beta": beta,
@@ -64,12 +69,17 @@ RULES = {
     "onecycle": onecycle,
     "demon": demon,
     "constant_matched": constant_matched,
+    "constant_untuned": constant_untuned,
     "beta_curv": beta_curv,
 }
 
 SCHEDULES = tuple(RULES)
 # The paper's five methods; constant_matched is the effective-step-size control.
 PAPER_METHODS = ("constant", "beta", "hybrid", "onecycle", "demon")
+# Rules whose peak LR is never tuned on its own (when LRs are tuned): constant_matched is momentum
+# 0.9 at beta's effective step, computed from the LR beta would have, so it takes beta's; None:
+# constant_untuned keeps optim.<optimizer>.lr, the untuned baseline.
+LR_FOLLOWS = {"constant_matched": "beta", "constant_untuned": None}
 
 OPTIONS = {
     "constant": {"mu0"},
@@ -79,6 +89,7 @@ OPTIONS = {
     "onecycle": {"mu_max", "mu_min"},
     "demon": {"beta0"},
     "constant_matched": {"mu0", "max_momentum"},
+    "constant_untuned": {"mu0"},
     # lam: the estimate before the first measurement; the others tell the training loop how to measure
     "beta_curv": {"lam", "source", "every", "batch_size", "steps", "samples"},
 }

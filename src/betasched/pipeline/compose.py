@@ -19,6 +19,7 @@ from ..core.errors import ConfigError
 from ..core.files import atomic_path
 from ..analysis.claims import DEFAULT_FAMILY, Rules
 from ..analysis.targets import rule_from_params
+from ..analysis.tuning import spec_from_params
 from ..core import checks
 from ..core.schedules import SCHEDULES, check_options
 from .params import load_params, presets, read_yaml, repo_root, validate
@@ -60,6 +61,7 @@ def check_all(params: dict, root: str | Path | None = None) -> None:
         if name in SCHEDULES:
             check_options(name, dict(options or {}))
     rule_from_params(params)
+    spec_from_params(params)
     check_stats(params)
     attribution_settings(params)
     repair_budget(params, params["matrix"]["seeds"][0])

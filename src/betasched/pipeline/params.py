@@ -15,12 +15,12 @@ import yaml
 from ..core import checks
 from ..core.checks import escape, show
 from ..core.errors import ConfigError
-from ..core.schedules import SCHEDULES
+from ..core.schedules import LR_FOLLOWS, SCHEDULES
 from ..training.data import check_data_config
 from ..training.engine import OPTIMIZERS, RunConfig
 
 SECTIONS = ("preset", "schedule", "matrix", "train", "optim", "momentum", "model", "data",
-            "attribution", "repair", "targets", "stats")
+            "attribution", "repair", "targets", "tune", "stats")
 # Bounds that a run fits in: 100x the paper's 100 epochs; 16x ResNet-18's standard width of 64
 # (2.9e9 parameters, 35 GB with gradients and momentum in fp32): beyond them a typo, not a study.
 MAX_EPOCHS = 10_000
@@ -132,19 +132,49 @@ def load_params(path: str | Path = "params.yaml") -> dict:
 
 
 TARGETS_FILE = Path("targets/targets.json")
+TUNED_FILE = Path("targets/tuned.json")
+
+
+def _tune_output(path: Path, key: str, what: str):
+    import json
+
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: run `dvc repro tune` (it fixes the {what} first)")
+    try:
+        data = json.loads(path.read_text())
+        return data if key is None else data[key]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a {what} file ({exc}): run `dvc repro -f tune`") from exc
 
 
 def load_targets(path: str | Path = TARGETS_FILE) -> tuple[float, ...]:
-    """The pre-registered targets, written by the targets stage."""
-    import json
+    """The pre-registered targets, written by the tune stage."""
+    return tuple(_tune_output(Path(path), "values", "targets"))
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path} is missing: run `dvc repro targets` (the pilot fixes the targets first)")
-    try:
-        return tuple(json.loads(path.read_text())["values"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a targets file ({exc}): run `dvc repro -f targets`") from exc
+
+def load_tuned(path: str | Path = TUNED_FILE) -> dict:
+    """The tune stage's choice of each tuned arm's peak LR ({"arms": {"sgd/beta": {"lr": ...}}})."""
+    tuned = _tune_output(Path(path), None, "tuned learning rates")
+    if not isinstance(tuned, dict) or not isinstance(tuned.get("arms"), dict):
+        raise ConfigError(f"{path} is not a tuned learning rates file: run `dvc repro -f tune`")
+    return tuned
+
+
+def tuned_lr(tuned: dict | None, optimizer: str, schedule: str) -> float | None:
+    """The peak LR the tune stage chose for an arm (constant_matched takes beta's, and the lambda
+    ablation's beta_lam<lambda> beta's); None: the arm is not tuned (constant_untuned never is), and
+    optim.<optimizer>.lr holds."""
+    base = LR_FOLLOWS.get(schedule, schedule.split("_lam")[0])
+    if not tuned or base is None:
+        return None
+    arm = (tuned.get("arms") or {}).get(f"{optimizer}/{base}")
+    return None if arm is None else float(arm["lr"])
+
+
+def peak_lr(params: dict, optimizer: str, schedule: str, tuned: dict | None = None) -> float:
+    """The peak LR an arm trains at: the tune stage's choice, else optim.<optimizer>.lr."""
+    lr = tuned_lr(tuned, optimizer, schedule)
+    return float(params["optim"][optimizer]["lr"]) if lr is None else lr
 
 
 def matrix_runs(params: dict) -> list[tuple[str, str, int]]:
@@ -198,9 +228,11 @@ def stage_run(params: dict, stage: str) -> tuple[str, str, int, float | None]:
                       "its stages; run the stage through DVC, or give --optimizer, --schedule and --seed")
 
 
-def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(0.5,)) -> RunConfig:
-    """The typed, checked settings of one training run (``targets``: those of the targets stage;
-    a placeholder is enough to check the other settings)."""
+def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(0.5,),
+               lr: float | None = None) -> RunConfig:
+    """The typed, checked settings of one training run (``targets``: those of the tune stage;
+    a placeholder is enough to check the other settings; ``lr``: the tuned peak LR, else
+    optim.<optimizer>.lr)."""
     checks.choice(optimizer, "optimizer", OPTIMIZERS)
     checks.choice(schedule, "schedule", SCHEDULES)
     checks.seed(seed, "seed")
@@ -210,7 +242,7 @@ def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(
     o = _section(params["optim"], optimizer, f"optim.{optimizer}")
     return RunConfig(
         optimizer=optimizer, schedule=schedule, seed=seed,
-        epochs=t["epochs"], batch_size=t["batch_size"], lr=o["lr"],
+        epochs=t["epochs"], batch_size=t["batch_size"], lr=o["lr"] if lr is None else lr,
         weight_decay=o.get("weight_decay", 0.0), beta2=o.get("beta2", 0.999),
         warmup_epochs=t["warmup_epochs"], eval_every=t["eval_every"],
         targets=targets,

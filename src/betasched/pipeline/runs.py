@@ -26,7 +26,7 @@ from ..training.engine import RunConfig, train
 from ..training.state import STATE_KEYS
 from . import timings, tracking
 from .closure import import_closure
-from .params import load_targets, repo_root, run_config
+from .params import load_targets, load_tuned, repo_root, run_config, tuned_lr
 
 RUNS_DIR = Path("runs")
 TRAIN_SCRIPT = "stages/train.py"
@@ -105,18 +105,22 @@ class Checkpoint:
 
 
 def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR, *,
-            targets=None, pilot: bool = False, lam: float | None = None) -> dict:
+            targets=None, pilot: bool = False, lam: float | None = None, lr: float | None = None) -> dict:
     """Train one run and write runs/<name>/ whole. A run killed mid-way resumes from its last
     checkpoint (and its MLflow run) when executed again with the same config, data and code.
     Under torchrun, every rank trains and rank 0 alone tracks, checkpoints and writes.
 
-    targets: the pre-registered targets (default: the targets stage's); pilot: evaluate on the
-    validation split, with no target, and keep no model (a pilot only fixes the targets); lam: the
-    curvature constant of a lambda-ablation run of beta (named <optimizer>-beta_lam<lam>-s<seed>)."""
+    targets: the pre-registered targets (default: the tune stage's); pilot: evaluate on the
+    validation split, with no target, and keep no model (a pilot only tunes and fixes the targets);
+    lam: the curvature constant of a lambda-ablation run of beta (named <optimizer>-beta_lam<lam>-s<seed>);
+    lr: the peak LR (default: the tune stage's choice for the arm, else optim.<optimizer>.lr); a pilot
+    given one is named <optimizer>-<schedule>_lr<lr>-s<seed>."""
     start = time.perf_counter()
     targets = () if pilot else (load_targets() if targets is None else tuple(targets))
-    cfg = run_config(params, optimizer, schedule, seed, targets=targets)
-    label = schedule
+    if lr is None and not pilot:
+        lr = tuned_lr(load_tuned(), optimizer, schedule)
+    cfg = run_config(params, optimizer, schedule, seed, targets=targets, lr=lr)
+    label = f"{schedule}_lr{lr:g}" if pilot and lr is not None else schedule
     if lam is not None:
         cfg.schedule_options = check_options(schedule, {**cfg.schedule_options, "lam": lam})
         label = ablation_label(schedule, lam)
@@ -217,14 +221,20 @@ def _write_run(folder: Path, result, summary: dict, width: int | None, key: str)
 
 
 
-def _pilot(job) -> tuple[int, float | None]:
-    params, schedule, seed, folder = job
-    return seed, execute(params, "sgd", schedule, seed, Path(folder), pilot=True)["final_test_acc"]
+def _pilot(job) -> tuple[tuple, list[float] | None]:
+    """One pilot run; its validation curve (the evaluations on the grid), None if it diverged."""
+    params, (optimizer, schedule, lr, seed), folder = job
+    summary = execute(params, optimizer, schedule, seed, Path(folder), pilot=True, lr=lr)
+    if summary["diverged"]:
+        return (optimizer, schedule, lr, seed), None
+    evals = pd.read_csv(Path(folder) / run_name(optimizer, summary["schedule"], seed) / "evals.csv")
+    return (optimizer, schedule, lr, seed), [float(a) for a in evals.loc[evals["kind"] == "grid", "test_acc"]]
 
 
-def run_pilots(params: dict, schedule: str, seeds: list[int], folder: str | Path) -> dict[int, float | None]:
-    """Pilot runs of SGD with ``schedule`` (validation split, no model kept), cores / train.threads
-    at a time; returns each seed's final validation accuracy. Writes ``folder`` whole."""
+def run_pilots(params: dict, runs: list[tuple[str, str, float | None, int]], folder: str | Path) -> dict:
+    """Pilot runs (optimizer, schedule, peak LR or None for optim.<opt>.lr, seed), on the validation
+    split with no model kept, cores / train.threads at a time; returns each run's validation curve
+    (None: diverged). Writes ``folder`` whole."""
     import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -233,15 +243,15 @@ def run_pilots(params: dict, schedule: str, seeds: list[int], folder: str | Path
 
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        if not seeds:
+        if not runs:
             return {}
-        jobs = max(1, min(len(seeds), (os.cpu_count() or 1) // params["train"]["threads"]))
+        jobs = max(1, min(len(runs), (os.cpu_count() or 1) // params["train"]["threads"]))
         if tracking.available():
             tracking.setup()  # the store exists before the workers open it side by side
-        work = [(params, schedule, seed, str(tmp)) for seed in seeds]
+        work = [(params, run, str(tmp)) for run in runs]
         if jobs == 1:
-            finals = dict(map(_pilot, work))
+            curves = dict(map(_pilot, work))
         else:
             with ProcessPoolExecutor(jobs, get_context("spawn"), initializer=stop_with_parent) as pool:
-                finals = dict(pool.map(_pilot, work))
-    return finals
+                curves = dict(pool.map(_pilot, work))
+    return curves
