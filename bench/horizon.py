@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def rung(folder: Path) -> dict:
     if facts is None:  # written before the tune stage: untuned, its regime read from its preset
         p = compose_plain(data["preset"], ROOT)
         facts = {"n_train": p["data"]["n_train"], "epochs": p["train"]["epochs"], "tuned": False,
-                 "reference_final_test_acc": None, "lrs": {"sgd": p["optim"]["sgd"]["lr"]}}
+                 "reference_final_test_acc": _reference_from_report(folder.with_suffix(".md")),
+                 "lrs": {"sgd": p["optim"]["sgd"]["lr"]}}
     c2, c5 = claims.get("2"), claims.get("5")
     ratios = {}
     if c2:
@@ -36,10 +38,32 @@ def rung(folder: Path) -> dict:
         control = (c2.get("extra") or {}).get("control")
         if control:
             ratios["constant_matched / beta"] = control["interval"]
+        untuned = (c2.get("extra") or {}).get("untuned")
+        if untuned:
+            ratios["constant_untuned / beta"] = untuned["interval"]
     for name, comp in ((c5 or {}).get("extra") or {}).get("comparisons", {}).items():
         ratios[f"{name} / hybrid"] = comp["interval"]
     return {"preset": data["preset"], "facts": facts, "targets": data["targets"]["values"], "ratios": ratios,
             "verdict2": c2 and f"{c2['direction']} / {c2['magnitude']}", "verdict5": c5 and c5["direction"]}
+
+
+def _reference_from_report(report: Path) -> float | None:
+    """sgd/constant's final test accuracy from an older REPORT.md's time-to-target table (first row)."""
+    if not report.is_file():
+        return None
+    sgd = report.read_text().split("**sgd**", 1)[-1]
+    match = re.search(r"^\| constant \| [\d.]+ \| .* \| ([\d.]+) \|$", sgd, re.M)
+    return float(match.group(1)) if match else None
+
+
+def series(rung_: dict, name: str, tuned: bool) -> dict | None:
+    """A ratio of one rung for the figure's tuned or untuned series: a tuned rung's untuned baseline
+    is its constant_untuned arm (constant at optim.sgd.lr, beside the tuned constant)."""
+    if bool(rung_["facts"]["tuned"]) == tuned:
+        return rung_["ratios"].get(name)
+    if not tuned and name == "constant / beta":
+        return rung_["ratios"].get("constant_untuned / beta")
+    return None
 
 
 def table(rungs: list[dict], wall: dict) -> str:
@@ -70,17 +94,20 @@ def figure(rungs: list[dict], out: Path) -> None:
         names = keys or sorted({k for r in rungs for k in r["ratios"] if k.endswith("/ hybrid")})
         for i, name in enumerate(names):
             for tuned, marker in ((True, "o"), (False, "s")):
-                pts = [(r["facts"]["epochs"], r["ratios"][name]) for r in rungs
-                       if name in r["ratios"] and bool(r["facts"]["tuned"]) == tuned]
+                pts = [(r["facts"]["epochs"], series(r, name, tuned)) for r in rungs]
+                pts = [(e, iv) for e, iv in pts if iv and iv.get("estimate") is not None]
                 if not pts:
                     continue
                 x = [e * (1.04 ** (i - len(names) / 2)) * (1.0 if tuned else 1.08) for e, _ in pts]
                 y = [iv["estimate"] for _, iv in pts]
                 lo = [max(0.0, v - (iv["low"] if iv.get("low") is not None else v)) for v, (_, iv) in zip(y, pts)]
-                hi = [(iv["high"] - v) if iv.get("high") is not None and math.isfinite(iv["high"]) else 0.0
-                      for v, (_, iv) in zip(y, pts)]
+                open_above = [iv.get("high") is None or not math.isfinite(iv["high"]) for _, iv in pts]
+                hi = [0.15 * v if o else iv["high"] - v for v, o, (_, iv) in zip(y, open_above, pts)]
                 ax.errorbar(x, y, yerr=[lo, hi], fmt=marker + ("-" if tuned else "--"), capsize=3, color=f"C{i}",
                             mfc=f"C{i}" if tuned else "white", label=f"{name} ({'tuned' if tuned else 'untuned'})")
+                tops = [(xv, v + h) for xv, v, h, o in zip(x, y, hi, open_above) if o]
+                if tops:  # a one-sided interval (censored seeds): open above
+                    ax.plot(*zip(*tops), marker="^", ls="none", color=f"C{i}")
         ax.axhline(1.0, color="grey", lw=0.8)
         if paper:
             ax.axhline(paper, color="red", lw=0.8, ls=":", label=f"paper {paper}")
@@ -90,7 +117,8 @@ def figure(rungs: list[dict], out: Path) -> None:
         ax.set_xticks(epochs, labels=[str(e) for e in epochs])
         ax.minorticks_off()
         ax.set_xlabel("epochs of the run (8,000-image subset unless noted)")
-        ax.set_title(title + "\n(above 1: the other arm is slower; 95% intervals)", fontsize=10)
+        ax.set_title(title + "\n(above 1: the other arm is slower; 95% intervals; ▲ open above: censored seeds)",
+                     fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

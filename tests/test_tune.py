@@ -148,6 +148,12 @@ def test_tune_arms_restricts_the_tuned_arms_and_constant_untuned_is_never_tuned(
         TuneSpec(grid={"sgd": (0.1,)}, only=("sgd/constant_untuned",))
     with pytest.raises(ConfigError, match="tune.arms entry 'adam/beta'"):
         TuneSpec(grid={"sgd": (0.1,)}, only=("adam/beta",))  # adam has no grid
+    # the reference left out of tune.arms: untuned, so its pilots run at optim.sgd.lr for the targets
+    only_beta = TuneSpec(grid={"sgd": (0.05, 0.1)}, only=("sgd/beta",))
+    assert only_beta.arms(["sgd"], ["constant", "beta"], "constant") == [("sgd", "beta")]
+    runs = pilot_runs({"matrix": {"optimizers": ["sgd"], "schedules": ["constant", "beta"]}}, only_beta,
+                      TargetRule(rule="pilot", pilot_seeds=(1000,)))
+    assert runs == [("sgd", "beta", 0.05, 1000), ("sgd", "beta", 0.1, 1000), ("sgd", "constant", None, 1000)]
     tuned = {"arms": {"sgd/constant": {"lr": 0.05}}}
     assert tuned_lr(tuned, "sgd", "constant_untuned") is None and tuned_lr(tuned, "sgd", "constant") == 0.05
     assert TuneSpec(grid={"sgd": (0.1,)}).arms(["sgd"], ["constant", "constant_untuned"], None) == [("sgd", "constant")]

@@ -54,7 +54,8 @@ class TuneSpec:
         the targets' reference arm (SGD), whose tuned pilot also fixes the targets."""
         arms = [(o, s) for o in optimizers for s in schedules if self.grid.get(o) and s not in LR_FOLLOWS
                 and (not self.only or f"{o}/{s}" in self.only)]
-        if reference and self.grid.get("sgd") and ("sgd", reference) not in arms:
+        if (reference and self.grid.get("sgd") and ("sgd", reference) not in arms
+                and (not self.only or f"sgd/{reference}" in self.only)):
             arms.insert(0, ("sgd", reference))
         return arms
 

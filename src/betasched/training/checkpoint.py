@@ -13,7 +13,7 @@ from ..core.files import atomic_path, sha256_file, write_json
 
 CHECKPOINTS = ".checkpoints"  # beside dvc.yaml, outside DVC's outputs: <run name>-<run key>.pt
 RECORD = "record.json"  # beside a run's files: its name, its run key and the sha256 of its torch files
-RUN_FOLDERS = ("runs", "targets/pilot")  # where finished runs live (runs.RUNS_DIR, the targets stage's pilots)
+RUN_FOLDERS = ("runs", "targets/pilot")  # where finished runs live (runs.RUNS_DIR, the tune stage's pilots)
 
 
 def save_torch(path: str | Path, obj) -> None:
