@@ -78,12 +78,17 @@ def spec_from_params(params: dict) -> TuneSpec:
     return spec
 
 
+def mean_accuracy(accs: list) -> float:
+    """The mean over pilot seeds, a diverged seed (None) counting as accuracy 0."""
+    return sum(0.0 if a is None else a for a in accs) / len(accs)
+
+
 def choose(val_accs: dict[float, list], tie: float = 0.0) -> float:
     """The tuned LR from {lr: [final validation accuracy per pilot seed]} by TUNED_RULE. A seed that
     diverged (None) counts as accuracy 0: an LR that diverges on a pilot seed is a poor choice."""
     if not val_accs:
         raise ConfigError("no tuning run finished: run `dvc repro tune`")
-    means = {lr: float(np.mean([0.0 if a is None else a for a in accs])) for lr, accs in val_accs.items()}
+    means = {lr: mean_accuracy(accs) for lr, accs in val_accs.items()}
     best = max(means.values())
     return min(lr for lr, m in means.items() if m >= best - tie - 1e-12)
 

@@ -5,7 +5,7 @@ only (runs.execute with pilot=True), so the test split is never looked at before
 from __future__ import annotations
 
 from ..analysis.targets import TargetRule, rule_from_params
-from ..analysis.tuning import TUNED_RULE, TuneSpec, choose, plateau, spec_from_params
+from ..analysis.tuning import TUNED_RULE, TuneSpec, choose, mean_accuracy, plateau, spec_from_params
 from ..core.errors import ConfigError
 from ..core.files import write_json
 from .params import TARGETS_FILE, TUNED_FILE
@@ -40,7 +40,7 @@ def tune(params: dict, folder: str = PILOT_DIR) -> tuple[dict, dict]:
         arms[f"{o}/{s}"] = {
             "lr": choose(finals, spec.tie),
             "grid": {f"{lr:g}": {"final_val_acc": dict(zip(map(str, seeds), finals[lr])),
-                                 "mean_final_val_acc": _mean(finals[lr])} for lr in grid}}
+                                 "mean_final_val_acc": mean_accuracy(finals[lr])} for lr in grid}}
     tuned = {"rule": TUNED_RULE, "tie": spec.tie, "pilot_seeds": seeds,
              "grid": {o: list(lrs) for o, lrs in spec.grid.items() if lrs}, "arms": arms}
     return tuned, _targets(rule, curves, arms)
@@ -63,7 +63,7 @@ def _targets(rule: TargetRule, curves: dict, arms: dict) -> dict:
     ref_lr = arms.get(f"sgd/{rule.reference}", {}).get("lr")
     ref = {seed: curves.get(("sgd", rule.reference, ref_lr, seed)) for seed in rule.pilot_seeds}
     finals = {seed: (c[-1] if c else None) for seed, c in ref.items()}
-    plateaus = {seed: plateau(c, rule.plateau_evals) if c else None for seed, c in ref.items()}
+    plateaus = {seed: plateau(c or [], rule.plateau_evals) for seed, c in ref.items()}
     if rule.rule == "pilot" and ref and all(v is None for v in plateaus.values()):
         raise ConfigError(f"every pilot of sgd/{rule.reference} diverged: lower its LR (tune.grid.sgd or "
                           "optim.sgd.lr) and re-run `dvc repro tune`")
@@ -72,6 +72,3 @@ def _targets(rule: TargetRule, curves: dict, arms: dict) -> dict:
             "reference": f"sgd/{rule.reference}", "reference_lr": ref_lr, "plateau_evals": rule.plateau_evals,
             "pilot_final_val_acc": finals, "pilot_plateau_val_acc": plateaus}
 
-
-def _mean(values: list) -> float:
-    return sum(0.0 if v is None else v for v in values) / len(values)
