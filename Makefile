@@ -9,7 +9,7 @@ PRESET ?=
 JOBS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test data params ui ui-check bench bench-ablation bench-matrix core-check gpu-check clean
+.PHONY: install repro results test test-fast data params ui ui-check bench bench-ablation bench-matrix core-check gpu-check clean
 
 # torch's wheels with their CUDA libraries take ~6.3 GiB in .venv: check the disk first, so that a full
 # disk is named as such rather than showing up as a missing module.
@@ -44,17 +44,29 @@ params: $(STAMP)
 # threads, so its bytes are those of `dvc repro` or `dvc exp run`.
 # One MLflow parent run for this whole `make repro` (its stages run in several processes).
 repro: export BETASCHED_PIPELINE := make-$(shell date +%Y%m%d-%H%M%S)-$(shell echo $$$$)
+repro: START := $(shell date +%s)
 repro: $(STAMP) data
 	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET),--check)
 	$(BIN)/dvc repro tune
 	$(BIN)/python -m betasched.pipeline.parallel --jobs $(JOBS)
 	$(BIN)/dvc repro
-	@$(BIN)/python -m betasched.pipeline.timings
+	@# this machine's own baseline for `dvc exp show` / `dvc plots diff` (the committed HEAD may come from another CPU)
+	@$(BIN)/dvc exp save -f -n baseline-$$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['preset'])") \
+		|| echo "dvc exp save failed: the run is complete, but not saved as an experiment"
+	@$(BIN)/python -m betasched.pipeline.timings --since $(START)
 	@echo "Results: REPORT.md | figures: dvc plots show | runs: make ui (MLflow on http://127.0.0.1:5000)"
+
+# Every experiment's claims in words, under 100 columns (`dvc exp show` has 200-odd).
+results: $(STAMP)
+	$(BIN)/python -m betasched.pipeline.results_table
 
 # Two workers, one test file each at a time (module fixtures stay in one worker): 2 cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+
+# Everything but the end-to-end DVC pipelines (marker `pipeline`): the library, the stages' logic, the statistics.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not pipeline" --durations=15
 
 PORT ?= 5000
 ui: $(STAMP)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from betasched.analysis.replicates import claim_key, pool_claims  # noqa: E402
-from betasched.analysis.report import _ci, _num, _seed_value, _table  # noqa: E402
+from betasched.analysis.markdown import ci as _ci, num as _num, table as _table  # noqa: E402
+from betasched.analysis.report import _seed_value  # noqa: E402
 
 
 def _key(c) -> str:

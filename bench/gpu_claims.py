@@ -10,7 +10,8 @@ from betasched.analysis.claims import Rules, claim_rows, time_to_target
 from betasched.analysis.compare import long_frames
 from betasched.analysis.overlap import summarize, verdict
 from betasched.analysis.records import OverlapRecord, RepairModel, RepairRecord
-from betasched.analysis.report import _table, _tuning, claims_table
+from betasched.analysis.markdown import table as _table
+from betasched.analysis.report import _tuning, claims_table
 from betasched.core.controls import build_arms
 from betasched.pipeline.params import load_targets, load_tuned, peak_lr
 from betasched.pipeline.results import collect_runs

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from betasched.analysis.report import _ci, _num, _table  # noqa: E402
+from betasched.analysis.markdown import ci as _ci, num as _num, table as _table  # noqa: E402
 from betasched.pipeline.compose import compose_plain  # noqa: E402
 
 

@@ -21,9 +21,8 @@ def compare_stage() -> None:
     evals, steps = long_frames(runs)
     nested["meta"] = {"preset": params["preset"], "data_copy": runs[0].data_copy,
                       "targets": list(targets), "seeds": params["matrix"]["seeds"]}
-    plots.accuracy_vs_step(evals, "plots/accuracy.png")
-    plots.momentum_vs_step(steps, "plots/momentum.png")
-    plots.steps_to_target(table, "plots/steps_to_target.png")
+    plots.accuracy_vs_step(evals, "plots/accuracy.png", targets)
+    plots.steps_to_target(table, "plots/steps_to_target.png", f"n = {len(params['matrix']['seeds'])} seeds")
     plots.data_files(evals, steps, table, "plots/data")
     with atomic_path("metrics/compare.csv") as tmp:
         table.drop(columns="median_seconds").to_csv(tmp, index=False)
@@ -32,7 +31,7 @@ def compare_stage() -> None:
     with tracking.run("compare", tracking.stage_tags("compare", params), system_metrics=False):
         tracking.log_metrics(flat_metrics(nested))
         tracking.log_artifacts(["metrics/compare.json", "metrics/compare.csv", "plots/accuracy.png",
-                                "plots/momentum.png", "plots/steps_to_target.png"])
+                                "plots/steps_to_target.png"])
     print(table.to_string(index=False))
 
 

@@ -9,6 +9,7 @@ from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
 from betasched.pipeline.study import studied_runs
+from betasched.training.model import GROUPS
 
 
 @one_line_errors
@@ -20,7 +21,7 @@ def overlap_stage() -> None:
     summary = summarize(records, params["attribution"]["k"])
     overlap = OverlapRecord(**summary, schedule=params["schedule"], method=params["attribution"]["method"],
                             verdict=verdict(summary))
-    plots.score_profiles(records, "plots/overlap_profiles.png")
+    plots.score_profiles(records, "plots/overlap_profiles.png", GROUPS)
     overlap.save("metrics/overlap.json")
     timings.record("stage", "overlap", {"wall_seconds": time.perf_counter() - start})
     with tracking.run(f"overlap-{params['schedule']}", tracking.stage_tags("overlap", params), system_metrics=False):

@@ -6,17 +6,15 @@ declare_outputs("metrics/repair.csv", "plots/repair.png", "plots/data/repair.csv
 
 import time
 
-from betasched.analysis.records import RepairModel, RepairRecord
-from betasched.core.controls import build_arms
+from betasched.analysis.records import RepairRecord
 from betasched.core.files import check_writable
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
 from betasched.pipeline.study import compute_device, studied_runs
-from betasched.pipeline.treat import SPLITS, log_arm, repair_budget, run_arms, write_outputs
+from betasched.pipeline.treat import SPLITS, repair_budget, repair_models, write_outputs
 from betasched.training.data import load_prepared
 from betasched.training.device import pin_cpu_isa
-from betasched.training.model import load_model
 
 
 @one_line_errors
@@ -31,16 +29,9 @@ def repair_stage() -> None:
     budgets = [repair_budget(params, entry.seed, device) for entry in entries]  # checked before anything runs
     records = [entry.attribution() for entry in entries]
     data, _ = load_prepared()
-    models = []
     with tracking.run(f"repair-{params['schedule']}", tracking.stage_tags("repair", params),
                       {"repair": cfg, "k": k}, system_metrics=False):
-        for entry, record, budget in zip(entries, records, budgets):
-            arms = build_arms(record.scores, record.param_counts, record.problem_layers, k, cfg["n_random"],
-                              entry.seed)
-            model = load_model(entry.dir / "model.pt", device, entry.rerun)  # checked against its recorded sha256
-            results = run_arms(model, record, data, budget, arms, device,
-                               cfg["upweight_errors"], on_arm=lambda r, run=entry.run: log_arm(run, r))
-            models.append(RepairModel(entry.run, entry.optimizer, entry.seed, record.problem_layers, results))
+        models = repair_models(entries, records, budgets, data, cfg, k, device)
         table = write_outputs(RepairRecord(params["schedule"], SPLITS, cfg, k, len(data["y_test"]), models))
         tracking.log_metrics({f"net.{r.run}.{r.arm}": r.net for r in table.itertuples()})  # chartable in the UI
         tracking.log_artifacts(["metrics/repair.json", "metrics/repair.csv", "plots/repair.png"])

@@ -6,9 +6,10 @@ declare_outputs("REPORT.md", "plots/momentum_schedules.png", "metrics/claims.jso
 
 import json
 import time
+from pathlib import Path
 
 from betasched.analysis import plots
-from betasched.analysis.claims import claim_rows, summary_metrics
+from betasched.analysis.claims import claim_rows, summary_metrics, summary_words
 from betasched.analysis.compare import long_frames
 from betasched.analysis.records import load_overlap, load_repair
 from betasched.analysis.report import claims_table, render, report_meta
@@ -39,14 +40,15 @@ def report_stage() -> None:
     meta = report_meta(runs, params, manifest, targets, tuned, rules)
     write_text("REPORT.md", render(claims, runs, overlap, repair, params, dict(meta, damping=damping)))
     write_json("metrics/claims.json", {"claims": claims, "preset": params["preset"], **meta})
-    summary = summary_metrics(claims)
-    write_json("metrics/summary.json", summary)
+    summary, words = summary_metrics(claims), summary_words(claims)
+    write_json("metrics/summary.json", {**summary, **words})
     timings.record("stage", "report", {"wall_seconds": time.perf_counter() - start})
     with tracking.run("report", tracking.stage_tags("report", params), system_metrics=False):
         tracking.log_metrics(summary)
-        tracking.set_tags({f"verdict.c{c['id']}" + (f".{c['what'].split(':')[0]}" if c["id"].startswith("4") else ""):
-                           f"{c['direction']} / {c['magnitude']}"[:250] for c in claims})
-        tracking.log_artifacts(["REPORT.md", "metrics/claims.json", "plots/momentum_schedules.png"])
+        verdicts = {f"verdict.{k}": v[:250] for k, v in words.items()}
+        tracking.set_tags(verdicts)
+        tracking.describe_pipeline(f"# {params['preset']}: the claims\n\n{claims_table(claims)}", verdicts)
+        tracking.log_artifacts(["REPORT.md", "metrics/claims.json", *sorted(map(str, Path("plots").glob("*.png")))])
     print(claims_table(claims))
 
 

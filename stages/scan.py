@@ -1,15 +1,13 @@
-"""Stage scan: the damping regime (under / critical / over) of every kept point of the studied
+"""Stage scan: the damping label (from the recurrence's roots) of every kept point of the studied
 schedule's and the constant baseline's runs, from the measured curvature and the paper's lambda = 1."""
 import time
-
-import pandas as pd
 
 from betasched.analysis import plots
 from betasched.core.files import check_writable, write_json
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
-from betasched.pipeline.scan import regime_fractions, scan_runs, scan_settings
+from betasched.pipeline.scan import regime_fractions, scan_localize, scan_runs, scan_settings, spectral_summary
 from betasched.pipeline.study import compute_device
 from betasched.training.data import load_prepared
 from betasched.training.device import pin_cpu_isa
@@ -25,23 +23,27 @@ def scan_stage() -> None:
     device = compute_device(params, "scan")
     data, _ = load_prepared()
     points = scan_runs(params, data, device)
+    link = scan_localize(params, points)
     write_json("metrics/damping.json", {"band": settings["band"], "schedule": params["schedule"], "points": points,
-                                        "fractions": regime_fractions(points)})
+                                        "fractions": regime_fractions(points), "spectral": spectral_summary(points),
+                                        "localize": link})
     plots.damping(points, settings["band"], "plots/damping.png")
-    plots.write_csv(pd.DataFrame([{"fraction": p["frac"], "zeta": z, "run": f"{p['run']} ({c})"}
-                                  for p in points for c, z in p["zeta"].items()], columns=["fraction", "zeta", "run"]),
-                    "plots/data/damping.csv")
+    plots.damping_csv(points, "plots/data/damping.csv")
     seconds = time.perf_counter() - start
     timings.record("stage", "scan", {"wall_seconds": seconds, "points": len(points),
                                      "hvps": sum(p["hvps"] for p in points)})
     with tracking.run(f"scan-{params['schedule']}", tracking.stage_tags("scan", params), system_metrics=False):
         for p in points:
             tracking.log_metrics({f"{p['run']}.lambda_max": p["lambda_max"], f"{p['run']}.lambda_mean": p["lambda_mean"],
-                                  **{f"{p['run']}.zeta_{c}": v for c, v in p["zeta"].items()}}, step=p["step"])
+                                  **{f"{p['run']}.zeta_{c}": v for c, v in p["zeta"].items() if v is not None}},
+                                 step=p["step"])
         tracking.log_artifacts(["metrics/damping.json", "plots/damping.png"])
     for p in points:
-        print(f"{p['run']} step {p['step']}: lambda_max {p['lambda_max']:.3g}, zeta "
-              + ", ".join(f"{c} {v:.3g} ({p['regime'][c]})" for c, v in p["zeta"].items()))
+        print(f"{p['run']} step {p['step']}: lambda_max {p['lambda_max']:.3g} (residual {p['residual']:.2g}), "
+              f"zeta_d " + ", ".join(f"{c} {'n/a' if v is None else format(v, '.3g')} ({p['regime'][c]})"
+                                     for c, v in p["zeta_d"].items()))
+    for r in link["runs"]:
+        print(f"{r['run']}: flagged {r['flagged']}, least damped {r['most_curved']} (J = {r['jaccard']:.2f})")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,14 @@ def test_bad_arguments():
             problem_layers(scores, k=k)
     with pytest.raises(TypeError, match="attribution.k=1.0"):
         problem_layers(scores, k=1.0)
+    with pytest.raises(TypeError, match=r"images \(N, ...\) and integer labels \(N,\).*got \(40, 6\).*\(39,\)"):
+        attribute(ThreeBranches(), x, y[:39])
+    with pytest.raises(TypeError, match="integer labels"):
+        attribute(ThreeBranches(), x, y.float())
+    with pytest.raises(TypeError, match="images are torch.uint8, not floating point: pass prepare="):
+        attribute(ThreeBranches(), (x * 10).to(torch.uint8), y)
+    res = attribute(ThreeBranches(), (x * 10).to(torch.uint8), y, prepare=lambda b: b.float() / 10)
+    assert res["n_errors"] == res["n_correct"] <= res["n_misclassified"]
 
 
 def test_no_misclassified_image_is_a_clear_error():

@@ -160,6 +160,12 @@ CASES = [
     ("scan batch larger than the data", _set("scan.batch_size", 100_000), SCAN, "scan.batch_size=100000 exceeds"),
     ("scan band not an interval", _set("scan.band", [1.5, 0.5]), CHECK, "must be an interval [low, high]"),
     ("scan band a number", _set("scan.band", 1.0), CHECK, "scan.band=1.0 must be an interval"),
+    ("scan BatchNorm mode unknown", _set("scan.bn_mode", "frozen"), CHECK, "unknown scan.bn_mode 'frozen'"),
+    ("scan no density probe", _set("scan.probes", 0), CHECK, "scan.probes=0"),
+    ("scan weight decay a number", _set("scan.weight_decay", 1), CHECK, "scan.weight_decay=1 must be true or false"),
+    ("curvature warm start a number", _set("momentum.beta_curv.warm_start", 1), CHECK,
+     "momentum.beta_curv.warm_start=1 must be true or false"),
+    ("curvature rtol 1", _set("momentum.beta_curv.rtol", 1.0), CHECK, "momentum.beta_curv.rtol=1.0 must be in [0, 1)"),
     ("ablation lists lambda 1", _set("ablation.lams", [0.3, 1]), CHECK, "ablation.lams lists 1"),
     # the matrix
     ("negative seed", _set("matrix.seeds", [-1]), TRAIN, "matrix.seeds entry=-1"),

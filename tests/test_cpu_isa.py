@@ -122,4 +122,4 @@ def test_channels_last_at_a_tiny_width_is_refused_where_onednn_would_crash(monke
     assert device.channels_last_unsafe(4) and not device.channels_last_unsafe(8)
     assert not device.channels_last_unsafe(4, "cuda")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
-    assert device.channels_last_unsafe(4) is not set(device._AVX512) <= device.cpu_flags()
+    assert device.channels_last_unsafe(4) is not (set(device._AVX512) <= device.cpu_flags())

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from betasched.core.curvature import HessianOperator, curvature, mean_curvature, top_eigenvalue
-from betasched.core.damping import discrete, regime, zeta, zeta_adam
+from betasched.core.damping import label, zeta, zeta_adam
 
 
 class Quadratic(nn.Module):
@@ -116,16 +116,14 @@ def _heavy_ball(alpha, mu, lams, steps=60):
 
 @pytest.mark.parametrize("alpha,mu,lam", [(0.01, 0.9, 1.0), (0.04, 0.95, 2.0)])
 def test_under_damped_iterates_change_sign(alpha, mu, lam):
-    assert zeta(alpha, mu, lam) < 1 and regime(zeta(alpha, mu, lam)) == "under"
-    assert discrete(alpha, mu, lam)["kind"] == "oscillating"
+    assert zeta(alpha, mu, lam) < 1 and label(alpha, mu, lam) == "under"
     x = _heavy_ball(alpha, mu, [lam], steps=400)[:, 0]
     assert (torch.sign(x[1:]) != torch.sign(x[:-1])).any()
 
 
 @pytest.mark.parametrize("alpha,mu,lam", [(0.01, 0.2, 1.0), (0.001, 0.5, 5.0)])
 def test_over_damped_iterates_decay_monotonically(alpha, mu, lam):
-    assert zeta(alpha, mu, lam) > 1.25 and regime(zeta(alpha, mu, lam)) == "over"
-    assert discrete(alpha, mu, lam)["kind"] == "overdamped"
+    assert zeta(alpha, mu, lam) > 1.25 and label(alpha, mu, lam) == "over"
     x = _heavy_ball(alpha, mu, [lam], steps=400)[:, 0]
     assert (x > 0).all() and (x[1:] <= x[:-1]).all()
 
@@ -133,11 +131,11 @@ def test_over_damped_iterates_decay_monotonically(alpha, mu, lam):
 def test_two_modes_one_under_one_over_and_the_papers_formula():
     alpha = 0.01
     mu = 1 - 2 * math.sqrt(alpha)  # critical for lambda = 1: zeta = 1
-    assert zeta(alpha, mu, 1.0) == pytest.approx(1.0) and regime(1.0) == "critical"
+    assert zeta(alpha, mu, 1.0) == pytest.approx(1.0) and label(alpha, mu, 1.0) == "critical"
     # lambda = 100: zeta 0.1, oscillates; lambda = 0.01: zeta 10, creeps monotonically.
     x = _heavy_ball(alpha, mu, [100.0, 0.01], steps=300)
     assert zeta(alpha, mu, 100.0) == pytest.approx(0.1) and (torch.sign(x[1:, 0]) != torch.sign(x[:-1, 0])).any()
     assert zeta(alpha, mu, 0.01) == pytest.approx(10.0) and (x[1:, 1] <= x[:-1, 1]).all() and (x[:, 1] > 0).all()
-    # The paper's form is the discrete double root minus alpha lambda: just over it.
-    assert discrete(alpha, (1 - math.sqrt(alpha)) ** 2, 1.0)["kind"] == "critical"
+    # The paper's form is the discrete double root minus alpha lambda: just over it, inside the band.
+    assert label(alpha, (1 - math.sqrt(alpha)) ** 2, 1.0) == "critical"
     assert zeta_adam(1e-3, 0.9, 4.0) == pytest.approx(zeta(1e-4, 0.9, 4.0))

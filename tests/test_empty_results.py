@@ -46,7 +46,6 @@ def test_compare_and_its_figures_on_empty_results(case, tmp_path):
     json.dumps(nested, allow_nan=False)  # valid JSON: no NaN reaches compare.json
     evals, steps = long_frames(runs)
     for name, draw in (("accuracy", lambda p: plots.accuracy_vs_step(evals, p)),
-                       ("momentum", lambda p: plots.momentum_vs_step(steps, p)),
                        ("steps_to_target", lambda p: plots.steps_to_target(table, p)),
                        ("momentum_schedules", lambda p: plots.momentum_schedules(steps, p))):
         draw(tmp_path / f"{name}.png")

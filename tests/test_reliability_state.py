@@ -150,7 +150,7 @@ def test_a_run_restored_from_the_run_cache_leaves_no_checkpoint_and_no_running_r
     shutil.rmtree(repo / "runs/sgd-beta-s0")
     ckpt = _killed_after_first_checkpoint(repo)
     _, runs = _mlflow(repo)
-    killed = [r for r in runs.values() if r.info.status == "RUNNING"]
+    killed = [r for r in runs.values() if r.info.status == "RUNNING" and r.data.tags.get("stage") == "train"]
     assert len(killed) == 1
 
     out = _run(repo, ["dvc", "repro", "-s", STAGE])  # DVC restores the run from its run cache
@@ -162,6 +162,8 @@ def test_a_run_restored_from_the_run_cache_leaves_no_checkpoint_and_no_running_r
     assert not ckpt.exists() and not list((repo / ".checkpoints").glob("*.pt"))
     _, runs = _mlflow(repo)
     assert runs[killed[0].info.run_id].info.status == "KILLED"
+    # its pipeline's parent ended with it: KILLED, not left RUNNING
+    assert runs[killed[0].data.tags["mlflow.parentRunId"]].info.status == "KILLED"
 
 
 def test_a_running_resumed_run_is_not_closed_as_dead(tmp_path, monkeypatch):

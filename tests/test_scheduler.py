@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -40,14 +42,43 @@ def test_adam_uses_the_scheduled_beta1(cls):
 
 def test_clip_above_quarter_lr_is_counted():
     opt = torch.optim.SGD([_param()], lr=0.5, momentum=0.9)
-    sched = MomentumScheduler(opt, "beta", max_momentum=0.99)
+    with pytest.warns(UserWarning, match=r"clipped to \[0, 0.99\] at step 0"):
+        sched = MomentumScheduler(opt, "beta", max_momentum=0.99)
     assert opt.param_groups[0]["momentum"] == 0.0
     assert sched.clipped_steps == 1 and (sched.clipped_low, sched.clipped_high) == (1, 0)
     assert sched.get_last_raw_momentum() == [pytest.approx(1 - 2 * 0.5 ** 0.5)]
     opt.param_groups[0]["lr"] = 0.0  # beta -> 1, clipped to max_momentum
-    sched.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the second clip is counted, not warned
+        sched.step()
+        MomentumScheduler(torch.optim.SGD([_param()], lr=0.5, momentum=0.9), "beta", warn_clip=False)
     assert opt.param_groups[0]["momentum"] == pytest.approx(0.99)
     assert sched.clipped_steps == 2 and (sched.clipped_low, sched.clipped_high) == (1, 1)
+
+
+def test_rmsprop_is_refused_with_the_reason():
+    opt = torch.optim.RMSprop([_param()], lr=0.01, momentum=0.9)
+    with pytest.raises(TypeError, match="RMSprop's momentum averages the preconditioned step"):
+        MomentumScheduler(opt, "beta")
+
+
+@pytest.mark.parametrize("warmup,total,message", [(-1, 10, "warmup_steps=-1"), (3, 0, "total_steps=0"),
+                                                   (20, 10, "warmup_steps=20 must be an integer in \\[0, total"),
+                                                   (10, 10, "warmup_steps=10"), (2.0, 10, "warmup_steps=2.0")])
+def test_warmup_cosine_refuses_a_schedule_that_cannot_run(warmup, total, message):
+    opt = torch.optim.SGD([_param()], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=message):
+        warmup_cosine(opt, warmup, total)
+
+
+def test_public_names_are_documented_and_dir_is_clean():
+    import betasched
+
+    assert "annotations" not in dir(betasched) and "importlib" not in dir(betasched)
+    assert set(betasched.__all__) <= set(dir(betasched))
+    for name in ("MomentumScheduler", "problem_layers", "attribute", "warmup_cosine", "surgical_finetune"):
+        assert (getattr(betasched, name).__doc__ or "").strip(), name
+    assert "Example" in betasched.MomentumScheduler.__doc__
 
 
 def test_constant_matched_rescales_lr_but_keeps_the_lr_schedule():

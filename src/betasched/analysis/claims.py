@@ -14,7 +14,7 @@ from .records import OverlapRecord, RepairRecord, RunRecord
 from .stats import (LEVEL, Interval, censored_median, clopper_pearson, holm, order_bound, paired_log_ratio,
                     prediction_interval, sign_test, t_interval, t_test_p)
 from .verdicts import (DEFAULT_FAMILY, VERDICT_CODE, Claim, Rules, decide, direction_word,  # noqa: F401 (the API)
-                       magnitude_word, summary_metrics)
+                       magnitude_word, summary_metrics, summary_words)
 
 PER_10K = 10_000
 MISSING = "missing"  # no run for this seed: not "not reached", which is a measured fact

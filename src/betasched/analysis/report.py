@@ -8,34 +8,9 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 from .claims import FIVE, speedup, time_to_target
+from .markdown import ci as _ci, num as _num, table as _table
 from .records import OverlapRecord, RepairRecord
-
-
-def _num(v, digits=2) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, float) and math.isinf(v):
-        return "∞"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def _ci(iv: dict | None, digits=2) -> str:
-    """[low, high]; a one-sided interval with its open end: [low, ∞) or (−∞, high]."""
-    if iv is None or (iv.get("low") is None and iv.get("high") is None):
-        return "none"
-    if iv.get("high") is None:
-        return f"[{_num(iv['low'], digits)}, ∞)"
-    if iv.get("low") is None:
-        return f"(−∞, {_num(iv['high'], digits)}]"
-    return f"[{_num(iv['low'], digits)}, {_num(iv['high'], digits)}]"
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+from .scan_report import scan_section
 
 
 def _seed_value(row) -> str:
@@ -132,7 +107,7 @@ def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, m
     parts += _tuning(meta.get("tuned"))
     parts += _confound(runs, params, meta["targets"]["values"])
     parts += _time_to_target(runs, params, meta["targets"]["values"])
-    parts += _scan(meta.get("damping"))
+    parts += scan_section(meta.get("damping"))
     parts += _overlap(overlap)
     parts += _repair(repair, 1 - params.get("stats", {}).get("level", 0.95))
     parts.append("## Figures")
@@ -249,22 +224,6 @@ def _time_to_target(runs, params, targets) -> list[str]:
                               f"{_num(r['geo_mean'].estimate, 1)} {_ci(r['geo_mean'].as_dict(), 1)}".replace(" none", ""),
                               f"{r['reached']}/{r['n_seeds']}", _num(final[r["schedule"]], 3)] for r in tt]))
     return parts
-
-
-def _scan(damping: dict | None) -> list[str]:
-    """The Scan: the share of kept points in each damping regime, per arm and curvature convention."""
-    if not damping or not damping["points"]:
-        return ["## Scan: damping regimes", "No point was scanned (train.keep_points: 0, or scan.seeds: 0)."]
-    rows = [[arm, conv, *(f"{100 * f[r]:.0f}%" for r in ("under", "critical", "over"))]
-            for arm, convs in damping["fractions"].items() for conv, f in convs.items()]
-    n = len(damping["points"])
-    lo, hi = damping["band"]
-    return ["## Scan: damping regimes",
-            f"ζ = (1 − μ)/(2√(αλ)) at {n} kept points (α, μ: those of the next step; λ measured on a fixed training "
-            f"batch: λ_max by Lanczos, λ_mean = tr(H)/d by Hutchinson; Adam: β1 and α(1 − β1) on the preconditioned "
-            f"curvature, docs/adam-damping.md). Critical: ζ in [{lo}, {hi}]. Convention *paper*: λ = 1.",
-            _table(["arm", "convention", "under-damped", "critical", "over-damped"], rows),
-            "![damping](plots/damping.png)"]
 
 
 def _overlap(overlap: OverlapRecord) -> list[str]:

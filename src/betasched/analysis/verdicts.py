@@ -201,14 +201,24 @@ def _code(word: str) -> int:
     return VERDICT_CODE.get(word.split(" (")[0], 0)
 
 
+def _summary_key(c: dict) -> str:
+    opt = c["what"].split(":")[0] if c["id"].startswith("4") else ""
+    return f"c{c['id']}" + (f".{opt}" if opt else "")
+
+
+def summary_words(claims: list[dict]) -> dict[str, str]:
+    """Each claim's two verdicts in words, beside summary_metrics' codes in metrics/summary.json:
+    c<id>[.<optimizer>].direction_word / .magnitude_word (what `make results` prints)."""
+    return {f"{_summary_key(c)}.{which}_word": c[which] for c in claims for which in ("direction", "magnitude")}
+
+
 def summary_metrics(claims: list[dict]) -> dict[str, float]:
     """Each claim's estimate, adjusted p and verdicts as a few flat numbers, for `dvc exp show` and
     MLflow's charts: c<id>[.<optimizer>].value / .p_holm / .direction / .magnitude (positive
     verdicts 1, negative -1, else 0; n/a left out)."""
     out = {}
     for c in claims:
-        opt = c["what"].split(":")[0] if c["id"].startswith("4") else ""
-        key = f"c{c['id']}" + (f".{opt}" if opt else "")
+        key = _summary_key(c)
         if c["interval"]["estimate"] is not None:
             out[f"{key}.value"] = round(float(c["interval"]["estimate"]), 6)
         if c.get("p_holm") is not None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checks
-from .errors import BetaschedError
+from .errors import BetaschedError, ConfigTypeError
 from .ranking import check_k, mad_outliers, problem_layers, ranking  # noqa: F401 (part of this API)
 
 METHODS = ("rgn_ratio", "rgn", "grad_norm", "taylor", "fisher")
@@ -122,11 +122,34 @@ def split_errors(model, images, labels, prepare, batch_size: int, seed: int = 0)
     return pick(wrong), pick(right), len(wrong)
 
 
+def _shape(t) -> str:
+    return f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+
+
 def attribute(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, method: str = "rgn_ratio",
               granularity: str = "group", batch_size: int = 256, seed: int = 0, prepare=None) -> dict:
     """Score every layer group on (images, labels). ``prepare`` maps a raw batch to model input
-    (normalisation, device); identity by default. Returns scores and the sizes of M and C."""
+    (normalisation, device); identity by default, so raw uint8 images need one.
+
+    Returns ``scores`` (group -> score), and the sets behind them: ``n_misclassified`` (all the
+    misclassified images), ``n_errors`` = ``n_correct`` (the sizes of M and C: a seeded random
+    subset of the larger side, so that both are the same size), ``error_indices`` (M), ``n_images``
+    and ``param_counts``.
+
+    Example::
+
+        result = attribute(model, val_x, val_y, prepare=lambda b: normalize(b).to(device))
+        problem_layers(result["scores"], k=3)
+    """
     AttributionSettings(method, granularity, batch_size=batch_size)
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor) or labels.dim() != 1 \
+            or len(images) != len(labels) or labels.is_floating_point():
+        raise ConfigTypeError(
+            f"attribute needs images (N, ...) and integer labels (N,) as tensors: got {_shape(images)} images and "
+            f"{_shape(labels)} labels")
+    if prepare is None and not images.is_floating_point():
+        raise ConfigTypeError(f"images are {images.dtype}, not floating point: pass prepare= (a function that "
+                              "normalises a raw batch to the model's input, e.g. betasched.training.augment.normalize)")
     prepare = prepare or (lambda t: t)
     was_training = model.training
     model.eval()

@@ -79,6 +79,13 @@ def seed(value, name: str) -> int:
     return integer(value, name, low=0, high=SEED_MAX)
 
 
+def boolean(value, name: str) -> bool:
+    """true or false (YAML's), not 0 / 1 or a string."""
+    if not isinstance(value, bool):
+        raise ConfigTypeError(f"{name}={show(value)} must be true or false")
+    return value
+
+
 def choice(value, name: str, choices) -> str:
     """One of ``choices``. A name can reach a shell (DVC's matrix names its stages with it), so a
     choice is also refused unless it is of [a-z0-9_-] (not starting with '-'), whatever ``choices`` holds."""

@@ -7,9 +7,11 @@ x'' + ((1 - mu) / sqrt(alpha)) x' + lambda x = 0, of damping ratio
 
     zeta = (1 - mu) / (2 sqrt(alpha lambda)):  < 1 under-damped, 1 critical, > 1 over-damped.
 
-The paper's mu = 1 - 2 sqrt(alpha) is zeta = 1 at lambda = 1. The discrete picture can differ from
-the continuous one (the paper's form sits at zeta = 1, a little over the discrete double root
-mu = (1 - sqrt(alpha lambda))^2), so both are given.
+The paper's mu = 1 - 2 sqrt(alpha) is zeta = 1 at lambda = 1. The discrete picture differs from
+the continuous one once alpha lambda is not small (at the exact double root mu = (1 - sqrt(alpha
+lambda))^2, zeta reads 1 - sqrt(alpha lambda) / 2), so the labels come from the roots themselves
+(``label``), with zeta_d = (1 - sqrt(mu)) / sqrt(alpha lambda), exactly 1 at the double root, for
+the critical band; zeta is kept beside it.
 
 Adam (docs/adam-damping.md): its first moment m <- b1 m + (1 - b1) P g, with P the diagonal
 preconditioner 1 / (sqrt(v) + eps), is the heavy ball above with mu = b1 and step alpha (1 - b1)
@@ -25,11 +27,25 @@ from . import checks
 from .errors import ConfigError
 
 REGIMES = ("under", "critical", "over")
+# Labels from the roots of z^2 - (1 + mu - alpha lam) z + mu (docs/method.md, "Damping labels"):
+# the three damping regimes, then a real negative root (the step is too large: the iterates flip
+# sign every step), a spectral radius >= 1, and alpha lam <= 0 (no restoring force: zeta undefined).
+LABELS = (*REGIMES, "oscillating", "unstable", "no_restoring")
+DEFINED = LABELS[:-1]  # zeta_d exists: alpha lam > 0
 
 
 def zeta(alpha: float, mu: float, lam: float) -> float:
-    """Damping ratio of heavy ball (PyTorch form) on a mode of curvature lam; inf when alpha lam <= 0."""
+    """Continuous damping ratio of heavy ball (PyTorch form) on a mode of curvature lam; inf when
+    alpha lam <= 0. It agrees with the discrete picture only for small alpha lam: at the exact double
+    root it is 1 - sqrt(alpha lam) / 2."""
     return math.inf if alpha * lam <= 0 else (1.0 - mu) / (2.0 * math.sqrt(alpha * lam))
+
+
+def zeta_discrete(alpha: float, mu: float, lam: float) -> float:
+    """zeta_d = (1 - sqrt(mu)) / sqrt(alpha lam): exactly 1 at the discrete double root
+    mu = (1 - sqrt(alpha lam))^2, below 1 where the roots are complex, and -> zeta as alpha lam -> 0;
+    nan when alpha lam <= 0 (no restoring force)."""
+    return math.nan if alpha * lam <= 0 else (1.0 - math.sqrt(max(mu, 0.0))) / math.sqrt(alpha * lam)
 
 
 def zeta_adam(alpha: float, beta1: float, lam_preconditioned: float) -> float:
@@ -44,13 +60,39 @@ def roots(alpha: float, mu: float, lam: float) -> tuple[complex, complex]:
     return (b + disc) / 2.0, (b - disc) / 2.0
 
 
-def discrete(alpha: float, mu: float, lam: float, tol: float = 1e-9) -> dict:
-    """The discrete regime: 'oscillating' (complex roots), 'critical' (a double root) or
-    'overdamped' (real roots), and the spectral radius (< 1: the iterates converge)."""
+def spectral_radius(alpha: float, mu: float, lam: float) -> float:
+    """max |root|: the iterates shrink by this factor per step (< 1: they converge)."""
+    return max(abs(r) for r in roots(alpha, mu, lam))
+
+
+def label(alpha: float, mu: float, lam: float, band=(0.8, 1.25)) -> str:
+    """The mode's label from its roots. In order: 'no_restoring' (alpha lam <= 0), 'unstable'
+    (spectral radius >= 1), 'oscillating' (a real negative root), 'critical' (zeta_d inside
+    ``band``), 'under' (complex roots), 'over' (real positive roots)."""
+    low, high = check_band(band)
+    if alpha * lam <= 0:
+        return "no_restoring"
+    if spectral_radius(alpha, mu, lam) >= 1.0:
+        return "unstable"
     b = 1.0 + mu - alpha * lam
-    disc = b * b - 4.0 * mu
-    kind = "critical" if abs(disc) <= tol else "oscillating" if disc < 0 else "overdamped"
-    return {"kind": kind, "spectral_radius": max(abs(r) for r in roots(alpha, mu, lam))}
+    real = b * b - 4.0 * mu >= 0.0
+    if real and b < 0:  # mu >= 0: both real roots share the sign of their sum b
+        return "oscillating"
+    if low <= zeta_discrete(alpha, mu, lam) <= high:
+        return "critical"
+    return "over" if real else "under"
+
+
+def damping(alpha: float, mu: float, lam: float, band=(0.8, 1.25)) -> dict:
+    """zeta, zeta_d, the spectral radius and the label of one mode (Adam: pass alpha (1 - beta1),
+    beta1 and the preconditioned curvature)."""
+    return {"zeta": zeta(alpha, mu, lam), "zeta_d": zeta_discrete(alpha, mu, lam),
+            "spectral_radius": spectral_radius(alpha, mu, lam), "label": label(alpha, mu, lam, band)}
+
+
+def stability_ratio(alpha: float, mu: float, lam: float) -> float:
+    """alpha lam / (2 (1 + mu)): heavy ball's edge of stability is 1 (Cohen et al.'s 2/eta at mu = 0)."""
+    return alpha * lam / (2.0 * (1.0 + mu))
 
 
 def check_band(band) -> tuple[float, float]:
@@ -61,9 +103,3 @@ def check_band(band) -> tuple[float, float]:
     if not low <= 1.0 <= high:
         raise ConfigError(f"scan.band={list(band)} must be an interval [low, high] with low <= 1 <= high")
     return low, high
-
-
-def regime(z: float, band=(0.8, 1.25)) -> str:
-    """'under' below the band, 'critical' inside it, 'over' above it."""
-    low, high = check_band(band)
-    return "under" if z < low else "over" if z > high else "critical"

@@ -19,6 +19,13 @@ def ranking(scores: dict[str, float]) -> list[str]:
 
 
 def problem_layers(scores: dict[str, float], k: int = 3) -> list[str]:
+    """The problem layers: the k highest-scoring groups (k fixed in advance; docs: method.md).
+
+    Example::
+
+        result = attribute(model, images, labels)          # scores per layer group
+        problem_layers(result["scores"], k=3)               # e.g. ['fc', 'layer4', 'bn1']
+    """
     check_k(k, len(scores))
     return ranking(scores)[:k]
 

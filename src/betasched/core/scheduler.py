@@ -11,6 +11,7 @@ Build the LR scheduler first, so that the momentum of step 0 comes from the warm
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
@@ -22,8 +23,13 @@ _STEP_RULES = {"hybrid", "demon"}
 
 
 def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
+    """'momentum' for heavy ball (SGD), 'betas' for a first moment (Adam, AdamW and their kin)."""
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ConfigTypeError(f"{type(optimizer).__name__} is not an Optimizer")
+    if isinstance(optimizer, torch.optim.RMSprop):  # has 'momentum', but not heavy ball's
+        raise ConfigTypeError(
+            "RMSprop's momentum averages the preconditioned step g / sqrt(v), not the gradient as heavy ball "
+            "(SGD) does, so critical damping of heavy ball does not set it: use SGD, Adam or AdamW")
     group = optimizer.param_groups[0]
     if "momentum" in group:
         return "momentum"
@@ -36,6 +42,25 @@ def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
 
 
 class MomentumScheduler:
+    """Sets each parameter group's momentum (SGD) or beta1 (Adam, AdamW) from its current LR by a
+    rule (``schedule``: one of betasched.SCHEDULES), clipped to [0, max_momentum].
+
+    ``beta`` is the paper's mu = 1 - 2 sqrt(lam lr); ``lam`` and the other options of a rule are
+    keyword arguments. Steps whose rule value was clipped are counted (``clipped_low``,
+    ``clipped_high``), and the first clip warns once (``warn_clip=False``: never).
+
+    Example::
+
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        lr_sched = warmup_cosine(opt, warmup_steps=100, total_steps=5_000)
+        mom_sched = MomentumScheduler(opt, "beta", total_steps=5_000)
+        for x, y in batches:
+            loss_fn(model(x), y).backward()
+            opt.step(); opt.zero_grad()
+            lr_sched.step(); mom_sched.step()
+        mom_sched.get_last_momentum()  # [mu] per group
+    """
+
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
@@ -44,6 +69,7 @@ class MomentumScheduler:
         max_momentum: float = 0.99,
         lr_min: float = 0.0,
         lr_max: float | list[float] | None = None,
+        warn_clip: bool = True,
         **options,
     ):
         self.optimizer = optimizer
@@ -76,6 +102,7 @@ class MomentumScheduler:
         self._last_raw = [0.0] * len(groups)
         self._nominal_lr = [g["lr"] for g in groups]
         self._hook = None
+        self._warned = not warn_clip  # the training engine counts clips in each run's summary instead
         if schedule == "constant_matched":
             # The LR schedulers are chainable (they update group["lr"] in place), so the
             # rescaled LR must be swapped back for the nominal one right after each step.
@@ -116,6 +143,11 @@ class MomentumScheduler:
             if self._hook is not None:
                 self._nominal_lr[i] = lr
                 group["lr"] = matched_lr(lr, self.max_momentum, mu)
+        if (low or high) and not self._warned:
+            self._warned = True
+            warnings.warn(f"MomentumScheduler({self.schedule!r}): the rule's momentum {self._last_raw[0]:.4g} was "
+                          f"clipped to [0, {self.max_momentum}] at step {self.last_step} (LR {self._nominal_lr[0]:.3g}); "
+                          "further clips are counted in clipped_low / clipped_high", stacklevel=3)
         if count:
             self.clipped_steps += int(low or high)
             self.clipped_low += int(low)
@@ -172,6 +204,11 @@ class MomentumScheduler:
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
     """Linear warm-up, then cosine to zero, per step, from torch's own schedulers."""
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ConfigError(f"total_steps={total_steps!r} must be an integer >= 1")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or not 0 <= warmup_steps < total_steps:
+        raise ConfigError(f"warmup_steps={warmup_steps!r} must be an integer in [0, total_steps={total_steps}): "
+                          "the warm-up must end before the cosine")
     cosine = CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup_steps, 1), eta_min=0.0)
     if warmup_steps <= 0:
         return cosine

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 
+from . import checks
 from .checks import escape, show
 from .errors import ConfigError, ConfigTypeError
 
@@ -30,8 +31,16 @@ def beta_exact(lr, step, total_steps, lr_min, lr_max, lam=1.0, **_):
 
 
 def beta_curv(lr, step, total_steps, lr_min, lr_max, lam=1.0, **_):
-    # beta with the measured curvature: the training loop refreshes lam (MomentumScheduler.set_curvature).
-    return beta(lr, step, total_steps, lr_min, lr_max, lam)
+    """beta with the measured curvature lam (the training loop refreshes it through
+    MomentumScheduler.set_curvature). Up to alpha lam = 1 this is the paper's form, clipped to 0 above
+    alpha lam = 1/4 (plain gradient descent, stable there). Above alpha lam = 1 the discrete critical
+    momentum has no positive double root, and mu = 0 diverges on the measured mode once alpha lam > 2;
+    so the rule takes the other double root, mu = (sqrt(alpha lam) - 1)^2: the momentum of least
+    spectral radius for that mode (sqrt(alpha lam) - 1), which keeps it stable up to alpha lam = 4 and
+    is continuous at alpha lam = 1. From alpha lam = 4 no momentum below 1 is stable; the value
+    exceeds max_momentum and is clipped there, and counted as a step clipped high."""
+    x = lr * lam
+    return beta(lr, step, total_steps, lr_min, lr_max, lam) if x <= 1.0 else (math.sqrt(x) - 1.0) ** 2
 
 
 def hybrid(lr, step, total_steps, lr_min, lr_max, mu0=MU0, switch=0.5, **_):
@@ -91,7 +100,8 @@ OPTIONS = {
     "constant_matched": {"mu0", "max_momentum"},
     "constant_untuned": {"mu0"},
     # lam: the estimate before the first measurement; the others tell the training loop how to measure
-    "beta_curv": {"lam", "source", "every", "batch_size", "steps", "samples"},
+    # (warm_start: Lanczos from the previous top Ritz vector; rtol: stop once its residual is <= rtol theta)
+    "beta_curv": {"lam", "source", "every", "batch_size", "steps", "samples", "warm_start", "rtol"},
 }
 CURVATURE_SOURCES = ("lambda_max", "lambda_mean")
 
@@ -110,7 +120,9 @@ def check_options(name: str, options: dict) -> dict:
     if not isinstance(options, dict):
         raise ConfigTypeError(f"momentum.{name} must be a mapping of options, not {show(options)}")
     for key, value in options.items():
-        if key == "source":
+        if key == "warm_start":
+            checks.boolean(value, f"momentum.{name}.warm_start")
+        elif key == "source":
             if value not in CURVATURE_SOURCES:
                 raise ConfigError(f"unknown momentum.{name}.source {show(value)}: choose one of "
                                   f"{', '.join(CURVATURE_SOURCES)}")
@@ -135,6 +147,8 @@ def check_options(name: str, options: dict) -> dict:
         raise ConfigError(f"schedule 'hybrid': switch={options['switch']} must be in [0, 1]")
     if "lam" in options and not (math.isfinite(options["lam"]) and options["lam"] > 0):
         raise ConfigError(f"schedule {name!r}: lam={options['lam']} must be a curvature > 0")
+    if "rtol" in options and not 0.0 <= options["rtol"] < 1.0:
+        raise ConfigError(f"momentum.{name}.rtol={options['rtol']} must be in [0, 1) (0: every Lanczos step)")
     for key in ("every", "batch_size", "steps", "samples"):
         if key in options and (not isinstance(options[key], int) or options[key] < 1):
             raise ConfigError(f"momentum.{name}.{key}={options[key]!r} must be an integer >= 1")

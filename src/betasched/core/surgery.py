@@ -75,8 +75,8 @@ def surgical_finetune(model, groups: list[str], images: torch.Tensor, labels: to
     w = torch.ones(len(y), device=device) if weights is None else weights.to(device, torch.float32)
     opt = torch.optim.SGD(params, lr=budget.lr, momentum=0.9, weight_decay=budget.weight_decay)
     lr_sched = warmup_cosine(opt, 0, budget.steps)
-    mom = MomentumScheduler(opt, budget.schedule, total_steps=budget.steps,
-                            max_momentum=budget.max_momentum, **budget.schedule_options)
+    mom = MomentumScheduler(opt, budget.schedule, total_steps=budget.steps, max_momentum=budget.max_momentum,
+                            warn_clip=False, **budget.schedule_options)  # the cosine to 0 clips beta at its end
     group_params = [[p for p in available[g] if id(p) in trained] for g in groups]
     # The same generator seed in every arm: identical batches and augmentation across arms.
     gen = torch.Generator(device=device).manual_seed(budget.seed)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ..core.errors import BetaschedError, ConfigError
@@ -50,17 +52,28 @@ class Workers:
         self.stopped = False
         self.lock = threading.Lock()
 
-    def run(self, cmd: list[str], env: dict) -> subprocess.CompletedProcess | None:
+    def run(self, cmd: list[str], env: dict, label: str = "") -> subprocess.CompletedProcess | None:
+        """Run one `dvc repro -s`; its trainer's evaluation lines are echoed as they come, prefixed
+        with the time and ``label``; the rest of its output is kept for the error message."""
         with self.lock:
             if self.stopped:
                 return None
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     start_new_session=True)
             self.procs.add(proc)
-        out, err = proc.communicate()
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+        reader.start()
+        err: deque[str] = deque(maxlen=400)
+        for line in proc.stderr:
+            err.append(line)
+            if PROGRESS.search(line):
+                print(f"{time.strftime('%H:%M:%S')} [{label}] {line.strip()}", flush=True)
+        proc.wait()
+        reader.join()
         with self.lock:
             self.procs.discard(proc)
-        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+        return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
 
     def stop(self) -> int:
         """SIGTERM to every running stage's process group; returns how many were running."""
@@ -80,12 +93,14 @@ class Workers:
 # DVC gives up on its repo lock after a few seconds. Stages restored from the run cache take ~1 s,
 # so two workers then spend most of their time inside the lock and one of them can time out.
 DVC_LOCKED = "Unable to acquire lock"
+# a trainer's evaluation line (training/progress.py), or a stage's own progress line with an ETA
+PROGRESS = re.compile(r": step \d+/\d+|ETA ")
 LOCK_RETRIES = 30
 
 
 def _repro_waiting_for_the_lock(workers: Workers, stage: str, env: dict) -> subprocess.CompletedProcess | None:
     for attempt in range(LOCK_RETRIES):
-        proc = workers.run(["dvc", "repro", "-s", stage], env)
+        proc = workers.run(["dvc", "repro", "-s", stage], env, stage)
         if proc is None or proc.returncode == 0 or DVC_LOCKED not in proc.stderr:
             return proc
         time.sleep(min(0.2 * (attempt + 1), 2.0))
@@ -98,6 +113,8 @@ def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> l
     for i in range(jobs):
         slots.put(i)
     workers = Workers()
+    tally = {"done": 0, "running": 0, "seconds": 0.0}
+    begin = time.perf_counter()
 
     def one(stage: str) -> str | None:
         slot = slots.get()
@@ -105,15 +122,24 @@ def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> l
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         start = time.perf_counter()
+        with workers.lock:
+            tally["running"] += 1
         try:
             proc = _repro_waiting_for_the_lock(workers, stage, env)
         finally:
             slots.put(slot)
+            with workers.lock:
+                tally["running"] -= 1
+                tally["done"] += 1
+                tally["seconds"] += time.perf_counter() - start
         if proc is None:  # stopped before it started
             return None
         where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} thread(s)"
-        print(f"{stage}: {'ok' if proc.returncode == 0 else 'FAILED'} in "
-              f"{time.perf_counter() - start:.0f} s on {where}", flush=True)
+        done, running = tally["done"], tally["running"]
+        eta = tally["seconds"] / done * (len(stages) - done) / jobs  # the mean stage so far, on `jobs` workers
+        print(f"{time.strftime('%H:%M:%S')} {stage}: {'ok' if proc.returncode == 0 else 'FAILED'} in "
+              f"{time.perf_counter() - start:.0f} s on {where}; {done}/{len(stages)} done, {running} running, "
+              f"{time.perf_counter() - begin:.0f} s elapsed, ETA {eta / 60:.1f} min", flush=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-2000:])
             return stage

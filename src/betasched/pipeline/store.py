@@ -196,7 +196,22 @@ def close_dead_runs(experiment_id: str) -> list[str]:
         if not alive:
             client.set_terminated(r.info.run_id, "KILLED")
             closed.append(r.info.run_id)
+            if parent := tags.get("mlflow.parentRunId"):
+                settle(client, parent)
     return closed
+
+
+def settle(client, parent: str) -> None:
+    """A parent run spans its children: RUNNING while one of them is; else ended at the last child's
+    end, FAILED or KILLED if a child was, FINISHED otherwise."""
+    exp = client.get_run(parent).info.experiment_id
+    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=5000)
+    states = {c.info.status for c in children}
+    if "RUNNING" in states:
+        client.update_run(parent, status="RUNNING")
+    elif children:
+        status = next((s for s in ("FAILED", "KILLED") if s in states), "FINISHED")
+        client.set_terminated(parent, status, end_time=max(c.info.end_time or 0 for c in children))
 
 
 def _tag_kind(mlflow, experiment: str, experiment_id: str) -> None:
@@ -207,6 +222,11 @@ def _tag_kind(mlflow, experiment: str, experiment_id: str) -> None:
     except Exception:
         if mlflow.get_experiment_by_name(experiment).tags.get(KIND_TAG) != KIND:
             raise
+
+
+DESCRIPTION = ("betasched: momentum from critical damping, mu(t) = 1 - 2 sqrt(lr(t)), measured claim by claim. "
+               "One parent run per pipeline execution (its description: the verdict table); children: the "
+               "stages and each training. REPORT.md and the figures are in each report run's artifacts.")
 
 
 def setup(experiment: str = EXPERIMENT) -> str:
@@ -235,7 +255,8 @@ def setup(experiment: str = EXPERIMENT) -> str:
             return exp.experiment_id
         try:
             # Absolute, so runs from DVC temp copies land beside the repo's own store.
-            return mlflow.create_experiment(experiment, artifact_location=artifact_home(uri), tags={KIND_TAG: KIND})
+            return mlflow.create_experiment(experiment, artifact_location=artifact_home(uri),
+                                            tags={KIND_TAG: KIND, "mlflow.note.content": DESCRIPTION})
         except Exception:  # created by a parallel process in the meantime
             return mlflow.get_experiment_by_name(experiment).experiment_id
     except TrackingError:

@@ -23,18 +23,56 @@ def read(kind: str, name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def main() -> None:
-    root = repo_root() / "timings"
-    if not root.is_dir():
+def stage_order(dvc_yaml: Path) -> list[str]:
+    """dvc.yaml's stages in their written order: the pipeline's order."""
+    import yaml
+
+    return list((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}))
+
+
+def verdict_lines(summary: dict) -> list[str]:
+    """One line per claim from metrics/summary.json's words: claim, estimate, direction / magnitude."""
+    claims = sorted({k.rsplit(".", 1)[0] for k in summary if k.endswith(".direction_word")})
+    return [f"claim {c[1:]}: {summary.get(c + '.value', 'n/a')} -> {summary[c + '.direction_word']} / "
+            f"{summary[c + '.magnitude_word']}" for c in claims]
+
+
+def summary_lines(root: Path, since: float | None = None) -> list[str]:
+    """The stage times in pipeline order (the training runs as one line), the total wall time when
+    ``since`` (the pipeline's start, epoch seconds) is given, and the verdicts in words."""
+    import time
+
+    lines = []
+    train = [json.loads(p.read_text()) for p in sorted((root / "timings" / "train").glob("*.json"))]
+    stages = {p.stem: json.loads(p.read_text()) for p in (root / "timings" / "stage").glob("*.json")}
+    shown_train = False
+    for name in stage_order(root / "dvc.yaml"):
+        if name in ("train", "control", "lam") and train and not shown_train:
+            shown_train = True
+            lines.append(f"train: {len(train)} runs, {sum(t.get('wall_seconds', 0.0) for t in train):.0f} s summed "
+                         f"over runs ({sum(t.get('train_seconds', 0.0) for t in train):.0f} s in training steps)")
+        elif name in stages:
+            lines.append(f"{name}: {stages[name].get('wall_seconds', 0.0):.0f} s")
+    if since is not None:
+        total = time.time() - since
+        lines.append(f"total: {total:.0f} s ({total / 60:.1f} min) wall time")
+    summary = root / "metrics" / "summary.json"
+    if summary.is_file():
+        lines += verdict_lines(json.loads(summary.read_text()))
+    return lines
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="the latest pipeline's stage times and verdicts")
+    p.add_argument("--since", type=float, help="the pipeline's start (epoch seconds): prints the total")
+    a = p.parse_args(argv)
+    root = repo_root()
+    if not (root / "timings").is_dir():
         print("no timings yet: run `make repro`")
         return
-    train = [json.loads(p.read_text()) for p in sorted((root / "train").glob("*.json"))]
-    if train:
-        total = sum(t.get("wall_seconds", 0.0) for t in train)
-        print(f"train: {len(train)} runs, {total:.0f} s summed over runs "
-              f"({sum(t.get('train_seconds', 0.0) for t in train):.0f} s in training steps)")
-    for p in sorted((root / "stage").glob("*.json")):
-        print(f"{p.stem}: {json.loads(p.read_text()).get('wall_seconds', 0.0):.0f} s")
+    print("\n".join(summary_lines(root, a.since)))
 
 
 if __name__ == "__main__":

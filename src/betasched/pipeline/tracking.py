@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from .params import repo_root
-from .store import EXPERIMENT, check_reachable, process_tags, setup, tracking_uri  # noqa: F401 (re-exported)
+from .store import EXPERIMENT, check_reachable, process_tags, settle, setup, tracking_uri  # noqa: F401 (re-exported)
 
 _warned = False
 
@@ -116,8 +116,7 @@ def pipeline_parent(experiment_id: str, tags: dict) -> str:
         keep = {k: v for k, v in tags.items() if k in ("preset", "data_copy", "device", "dvc_exp_name")}
         run = client.create_run(experiment_id, run_name=name,
                                 tags={**keep, "stage": "pipeline", "pipeline_id": pid, "pipeline_key": key})
-        client.set_terminated(run.info.run_id, "FINISHED")  # a container: its children carry the work
-        return run.info.run_id
+        return run.info.run_id  # RUNNING until its children end (settle_parent)
 
 
 @contextlib.contextmanager
@@ -139,8 +138,19 @@ def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool 
 
     experiment_id = setup()
     tags = dict(tags, pipeline_id=pipeline_id())
+    parent = None
     if not nested and not run_id:
-        tags["mlflow.parentRunId"] = pipeline_parent(experiment_id, tags)
+        from mlflow.tracking import MlflowClient
+
+        import psutil
+
+        parent = tags["mlflow.parentRunId"] = pipeline_parent(experiment_id, tags)
+        # A stage's run spans its process, not only the logging at its end: it starts when the
+        # process started (DVC launched the stage), and ends when the stage does.
+        from mlflow.tracking.context.registry import resolve_tags  # the source tags start_run would add
+
+        run_id = MlflowClient().create_run(experiment_id, start_time=int(psutil.Process().create_time() * 1000),
+                                           tags=resolve_tags(tags), run_name=name).info.run_id
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(2)
         mlflow.set_system_metrics_samples_before_logging(1)
@@ -160,6 +170,8 @@ def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool 
             raise
         finally:
             _active.pop()
+    if parent:
+        settle_parent(parent)
 
 
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
@@ -205,6 +217,31 @@ def set_tags(tags: dict) -> None:
     import mlflow
 
     mlflow.set_tags(tags)
+
+
+def settle_parent(parent: str) -> None:
+    """The pipeline's parent spans its children (store.settle), under the store's lock: two stages
+    that end at once must not leave it RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    with _store_lock():
+        settle(MlflowClient(), parent)
+
+
+def describe_pipeline(markdown: str, tags: dict) -> None:
+    """The pipeline's parent run (of the open run): ``markdown`` as its description (MLflow's run
+    note, shown on the run's page) and ``tags`` (the verdicts in words)."""
+    if not available():
+        if _active:
+            _active[-1].write(event="pipeline", note=markdown, tags=tags)
+        return
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    parent = client.get_run(_active[-1].info.run_id).data.tags.get("mlflow.parentRunId") if _active else None
+    if parent:
+        for key, value in {"mlflow.note.content": markdown, **tags}.items():
+            client.set_tag(parent, key, value)
 
 
 def last_logged_step(run_id: str, key: str) -> int:

@@ -11,11 +11,13 @@ from ..analysis.records import ArmResult, AttributionRecord, RepairModel, Repair
 from ..analysis.stats import mcnemar_exact
 from ..core import checks
 from . import tracking
-from ..core.controls import Arm, percentile_among
+from ..core.controls import Arm, build_arms, percentile_among
 from ..core.surgery import Budget, repair_outcome, surgical_finetune
 from ..training.augment import augment, normalize
 from ..training.device import channels_last_unsafe, resolve_precision
 from ..training.engine import predict
+from ..training.model import load_model
+from ..training.progress import Eta
 
 SPLITS = {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
 
@@ -69,6 +71,27 @@ def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms:
         if on_arm is not None:
             on_arm(result)
     return place_among_random(out)
+
+
+def repair_models(entries, records: list[AttributionRecord], budgets: list[Budget], data: dict, cfg: dict, k: int,
+                  device) -> list[RepairModel]:
+    """Every studied model's arms (flagged groups and controls), each logged as a child run and
+    printed as it ends, with an ETA over all the models' arms."""
+    arms = [build_arms(r.scores, r.param_counts, r.problem_layers, k, cfg["n_random"], e.seed)
+            for e, r in zip(entries, records)]
+    eta = Eta(sum(map(len, arms)), "repair")
+
+    def done(run: str, result: ArmResult) -> None:
+        log_arm(run, result)
+        eta.tick(f"{run}/{result.arm} ({'+'.join(result.groups)}): net {result.net:+d}")
+
+    models = []
+    for entry, record, budget, arm_list in zip(entries, records, budgets, arms):
+        model = load_model(entry.dir / "model.pt", device, entry.rerun)  # checked against its recorded sha256
+        results = run_arms(model, record, data, budget, arm_list, device, cfg["upweight_errors"],
+                           on_arm=lambda r, run=entry.run: done(run, r))
+        models.append(RepairModel(entry.run, entry.optimizer, entry.seed, record.problem_layers, results))
+    return models
 
 
 def place_among_random(results: list[ArmResult]) -> list[ArmResult]:

@@ -4,6 +4,7 @@ warm-up + cosine LR, and the MomentumScheduler. Reads top to bottom: RunConfig, 
 Runs as one process, or as N data-parallel ranks under torchrun (see distributed.py)."""
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .progress import Progress
 from .state import TrainState
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+COUPLED_DECAY = ("sgd", "adam")  # weight decay added to the gradient: in the Hessian (AdamW decouples it)
 
 
 @dataclass
@@ -87,8 +89,7 @@ class RunConfig:
         checks.integer(self.keep_points, "train.keep_points", low=0)
         checks.number(self.refine_margin, "train.refine_margin", low=0, high=1)
         for name in ("channels_last", "compile", "refine_targets", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"train.{name}={getattr(self, name)!r} must be true or false")
+            checks.boolean(getattr(self, name), f"train.{name}")
 
 
 @dataclass
@@ -109,6 +110,7 @@ class TrainResult:
     eval_seconds: list[float]
     points: list = field(default_factory=list)  # (step, model state, Adam's exp_avg_sq or None)
     cpu_class: dict = field(default_factory=dict)  # device.cpu_class(): what decides bf16's last bits
+    curvature: dict = field(default_factory=dict)  # beta_curv: refreshes, refused estimates, products
 
     def summary(self, cfg: RunConfig) -> dict:
         accs = [e["test_acc"] for e in self.evals if e["kind"] == "grid"]
@@ -121,6 +123,7 @@ class TrainResult:
             "refine_margin": cfg.refine_margin if cfg.refine_targets else None,
             "clip_low_steps": sum(r < 0.0 for r in raw),
             "clip_high_steps": sum(r > cfg.max_momentum for r in raw),
+            **({f"curvature_{k}": v for k, v in self.curvature.items() if k != "vector"} if self.curvature else {}),
             "diverged": self.diverged_at_step is not None, "diverged_at_step": self.diverged_at_step,
             "precision": self.precision, "threads": self.threads, "ranks": self.ranks, **self.cpu_class,
         }
@@ -194,7 +197,7 @@ def build_state(cfg: RunConfig, device, ranks, steps_per_epoch: int, model=None)
     opt = make_optimizer(model.parameters(), cfg)
     lr_sched = warmup_cosine(opt, int(round(cfg.warmup_epochs * steps_per_epoch)), total)
     mom_sched = MomentumScheduler(opt, cfg.schedule, total_steps=total, max_momentum=cfg.max_momentum,
-                                  **cfg.schedule_options)
+                                  warn_clip=False, **cfg.schedule_options)  # clips: counted in the summary
     return TrainState(model, opt, lr_sched, mom_sched, gen, cfg.targets, total, cfg.refine_targets,
                       cfg.refine_margin), forward
 
@@ -215,23 +218,41 @@ def keep_point(state: TrainState) -> tuple:
 
 class CurvatureTracker:
     """beta_curv: every ``every`` steps, the curvature estimate on a fixed batch of training images
-    (the first ``batch_size``, unaugmented) goes to the momentum scheduler."""
+    (the first ``batch_size``, unaugmented) goes to the momentum scheduler. The Hessian is the
+    training objective's: a coupled weight decay (SGD, Adam) is in it. An estimate that is not a
+    curvature > 0 (lambda_mean often is not) is refused and counted: the rule keeps the previous one
+    (momentum.beta_curv.lam before the first). With warm_start, Lanczos starts from the previous top
+    Ritz vector (kept in the run's state, so a resumed run continues it); rtol stops it early."""
 
     def __init__(self, cfg: RunConfig, x_train, y_train):
         o = cfg.schedule_options
         self.every, self.source = o.get("every", 20), o.get("source", "lambda_max")
         self.steps, self.samples = o.get("steps", 10), o.get("samples", 10)
+        self.warm_start, self.rtol = o.get("warm_start", False), o.get("rtol", 0.0) or None
+        self.weight_decay = cfg.weight_decay if cfg.optimizer in COUPLED_DECAY else 0.0
         n = o.get("batch_size", 128)
         self.x = normalize(x_train[:n], cfg.channels_last)
         self.y = y_train[:n]
 
     def update(self, state: TrainState) -> None:
-        if state.step % self.every == 0:
-            from ..core.curvature import curvature
+        if state.step % self.every:
+            return
+        from ..core.curvature import HessianOperator, hutchinson, lanczos
 
-            est = curvature(state.model, self.x, self.y, steps=self.steps, samples=self.samples, seed=state.step,
-                            estimates=(self.source,))
-            state.momentum_scheduler.set_curvature(max(est[self.source], 1e-12))
+        c = state.curvature
+        op = HessianOperator(state.model, self.x, self.y, weight_decay=self.weight_decay, seed=state.step)
+        if self.source == "lambda_max":
+            est = lanczos(op, self.steps, state.step, start=c["vector"] if self.warm_start else None, rtol=self.rtol)
+            c["vector"] = [t.detach().clone() for t in est["vector"]] if self.warm_start else None
+            value = est["lambda_max"]
+        else:
+            value = hutchinson(op, self.samples, state.step)["mean"]
+        c["refreshes"] += 1
+        c["hvps"] += op.calls
+        if math.isfinite(value) and value > 0:
+            state.momentum_scheduler.set_curvature(value)
+        else:
+            c["refused"] += 1
 
 
 def train_step(state: TrainState, forward, x_train, y_train, cfg: RunConfig, steps_per_epoch, ranks,
@@ -340,4 +361,5 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     bar.close()
     return TrainResult(state.model, state.steps, state.evals, state.reached, state.total_steps,
                        1 if cfg.refine_targets else cfg.eval_every, diverged, precision, cfg.threads, ranks.world,
-                       state.train_seconds, state.eval_seconds, state.points, cpu_class(precision, device))
+                       state.train_seconds, state.eval_seconds, state.points, cpu_class(precision, device),
+                       state.curvature if tracker is not None else {})

@@ -1,7 +1,9 @@
-"""Progress of a long loop: a tqdm bar on a terminal, one line per evaluation in a log file."""
+"""Progress of a long loop: a tqdm bar on a terminal, one line per evaluation in a log file; and
+one timestamped line per item, with an ETA, for the stages that work through a known list."""
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -27,3 +29,19 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Eta:
+    """k of n items done, the time elapsed and an ETA from the mean item so far: one line per item
+    (the repair's arms, the scan's points), so a long stage is never silent for long."""
+
+    def __init__(self, total: int, label: str, stream=None):
+        self.total, self.label, self.stream = total, label, stream or sys.stdout
+        self.done, self.start = 0, time.perf_counter()
+
+    def tick(self, what: str) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        print(f"{time.strftime('%H:%M:%S')} {self.label}: {self.done}/{self.total} {what}; {elapsed:.0f} s elapsed, "
+              f"ETA {eta / 60:.1f} min", file=self.stream, flush=True)

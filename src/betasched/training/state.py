@@ -62,6 +62,8 @@ class TrainState:
         self.refine, self.pending = refine, []  # (step, model state) since the last evaluation
         self.refine_margin = refine_margin
         self.points: list = []  # (step, model state, Adam's exp_avg_sq) kept for the scan
+        # beta_curv's curvature refreshes: counts, and the top Ritz vector a warm start continues from
+        self.curvature: dict = {"refreshes": 0, "refused": 0, "hvps": 0, "vector": None}
         self._losses: list[torch.Tensor] = []  # device tensors, pulled to the host at sync points
         self._times: list[float] = []
         self._scratch = None
@@ -130,7 +132,7 @@ class TrainState:
             "rng": rng_state(self.generator), "step": self.step, "perm": self.perm,
             "steps": self.steps, "evals": self.evals, "reached": self.reached,
             "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds, "pending": self.pending,
-            "points": self.points,
+            "points": self.points, "curvature": self.curvature,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -143,7 +145,8 @@ class TrainState:
         self.steps, self.evals, self.reached = state["steps"], state["evals"], state["reached"]
         self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
         self.pending, self.points = state["pending"], state["points"]
+        self.curvature = state["curvature"]
 
 
 STATE_KEYS = ("model", "optimizer", "lr_scheduler", "momentum_scheduler", "rng", "step", "perm",
-              "steps", "evals", "reached", "train_seconds", "eval_seconds", "pending", "points")
+              "steps", "evals", "reached", "train_seconds", "eval_seconds", "pending", "points", "curvature")

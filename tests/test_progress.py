@@ -1,0 +1,34 @@
+"""What a user sees while a stage works and when the pipeline ends."""
+import io
+import json
+import re
+
+from betasched.pipeline.timings import summary_lines
+from betasched.training.progress import Eta
+
+
+def test_eta_prints_one_timestamped_line_per_item_with_the_count_and_an_eta():
+    stream = io.StringIO()
+    eta = Eta(3, "repair", stream=stream)
+    for arm in ("flagged", "random-0", "random-1"):
+        eta.tick(arm)
+    lines = stream.getvalue().splitlines()
+    assert [re.match(r"\d\d:\d\d:\d\d repair: (\d)/3 ", x).group(1) for x in lines] == ["1", "2", "3"]
+    assert all("ETA" in x for x in lines) and lines[-1].endswith("ETA 0.0 min")
+
+
+def test_the_end_summary_is_in_pipeline_order_with_the_total_and_the_verdicts_in_words(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages:\n  prepare: {cmd: a}\n  train: {cmd: b}\n  scan: {cmd: c}\n"
+                                       "  report: {cmd: d}\n")
+    for kind, name, secs in (("stage", "report", 3), ("stage", "prepare", 5), ("stage", "scan", 40),
+                             ("train", "sgd-beta-0", 100), ("train", "sgd-constant-0", 90)):
+        (tmp_path / "timings" / kind).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "timings" / kind / f"{name}.json").write_text(json.dumps({"wall_seconds": secs}))
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/summary.json").write_text(json.dumps(
+        {"c2.value": 1.39, "c2.direction": 0, "c2.direction_word": "inconclusive (n = 1)",
+         "c2.magnitude_word": "consistent"}))
+    lines = summary_lines(tmp_path, since=0.0)
+    assert [x.split(":")[0] for x in lines[:4]] == ["prepare", "train", "scan", "report"]
+    assert lines[1].startswith("train: 2 runs, 190 s") and lines[4].startswith("total: ")
+    assert lines[5] == "claim 2: 1.39 -> inconclusive (n = 1) / consistent"
