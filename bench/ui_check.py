@@ -1,7 +1,8 @@
 """`make ui-check`: the MLflow UI over this project's store, looked at in headless Chromium.
 
 Starts `mlflow ui` on 127.0.0.1 (a free port, one worker), saves screenshots of the experiment's
-runs table, one training run's page and the comparison of two training runs into ui-check/, checks
+runs table, one training run's page, the comparison of two training runs and the pipeline's parent run
+(its description: the claims table) into ui-check/, checks
 through the REST API that what they show is there (run count, metric keys, parent/child links),
 then stops the server by its PID. Needs Debian's chromium (`apt-get install chromium`); not part of
 `make test`.
@@ -64,7 +65,11 @@ def rest_checks(uri: str) -> dict:
     return {"experiment_id": exp.experiment_id, "runs": len(runs), "by_stage": {k: len(v) for k, v in by_stage.items()},
             "pipeline_parents": len(parents), "children_of_a_parent": len(linked),
             "train_metric_keys": keys, "train_ids": [r.info.run_id for r in train[:2]],
-            "train_with_dataset": sum(bool(r.inputs.dataset_inputs) for r in train)}
+            "train_with_dataset": sum(bool(r.inputs.dataset_inputs) for r in train),
+            # the newest parent with a description (the claims table, set by the report stage)
+            "described_parent": next((r.info.run_id for r in sorted(by_stage.get("pipeline", []),
+                                                                     key=lambda r: -r.info.start_time)
+                                      if r.data.tags.get("mlflow.note.content")), None)}
 
 
 def main() -> None:
@@ -92,7 +97,9 @@ def main() -> None:
         pages = {"runs_table.png": f"{base}/#/experiments/{exp}/runs",
                  "training_run.png": f"{base}/#/experiments/{exp}/runs/{ids[0]}" if ids else None,
                  "compare_two_runs.png": f"{base}/#/compare-runs?runs={urllib.parse.quote(json.dumps(ids))}"
-                                         f"&experiments={urllib.parse.quote(json.dumps([exp]))}" if len(ids) == 2 else None}
+                                         f"&experiments={urllib.parse.quote(json.dumps([exp]))}" if len(ids) == 2 else None,
+                 "pipeline_parent.png": f"{base}/#/experiments/{exp}/runs/{facts['described_parent']}"
+                                        if facts["described_parent"] else None}
         for name, url in pages.items():
             if url:
                 screenshot(chromium, url, out / name)
@@ -105,7 +112,8 @@ def main() -> None:
             (facts["children_of_a_parent"] > 0, "no run is a child of a pipeline run"),
             ({"loss", "test_acc", "momentum", "lr", "lr_applied"} <= set(facts["train_metric_keys"]),
              "a training run lacks a per-step metric"),
-            (len(facts["screenshots"]) == 3, "a screenshot is missing")] if not ok]
+            (facts["described_parent"] is not None, "no pipeline parent carries the claims table"),
+            (len(facts["screenshots"]) == 4, "a screenshot is missing")] if not ok]
         if problems:
             raise SystemExit("error: " + "; ".join(problems))
     finally:
