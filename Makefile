@@ -9,7 +9,7 @@ PRESET ?=
 JOBS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro results test test-fast data params ui ui-check bench bench-ablation bench-matrix core-check gpu-check clean
+.PHONY: install repro results test test-fast data params ui ui-check mlflow-relink bench bench-ablation bench-matrix core-check gpu-check clean
 
 # torch's wheels with their CUDA libraries take ~6.3 GiB in .venv: check the disk first, so that a full
 # disk is named as such rather than showing up as a missing module.
@@ -71,6 +71,11 @@ test-fast: $(STAMP)
 PORT ?= 5000
 ui: $(STAMP)
 	$(BIN)/python -m betasched.pipeline.ui --port $(PORT)
+
+# A moved repo's MLflow store: its experiment, runs and models re-pointed at its own mlartifacts/
+# (stages refuse a moved store and name this command; it checks the store's schema first).
+mlflow-relink: $(STAMP)
+	$(BIN)/python -m betasched.pipeline.store_repair
 
 # The UI in headless Chromium (Debian's chromium): screenshots in ui-check/, REST checks, then stop.
 ui-check: $(STAMP)

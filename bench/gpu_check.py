@@ -111,7 +111,7 @@ def main() -> None:
     os.chdir(work)
     from betasched.pipeline import tracking
 
-    tracking.available()  # its one warning line, before the workers start
+    tracking.tracker()  # chosen once: its one warning line, before the workers start
     summary["prepare"] = step("prepare", lambda: prepare(params))
     summary["bench"] = step("engine vs DataLoader", lambda: bench(device, a.tiny))
     summary["tune"] = step("tune (pilot seeds, validation split)", lambda: tune(params))

@@ -723,9 +723,9 @@ def test_a_locked_mlflow_store_is_one_line(repo, capfd, monkeypatch):
     import sqlite3
     import time
 
-    from betasched.pipeline import store
+    from betasched.pipeline import store_file
 
-    monkeypatch.setattr(store, "LOCK_WAIT_S", 2.0, raising=False)
+    monkeypatch.setattr(store_file, "LOCK_WAIT_S", 2.0)
     holder = sqlite3.connect(repo / "mlflow.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     before = snapshot(repo)

@@ -276,3 +276,12 @@ def test_claim2_reports_the_untuned_baseline_beside_the_tuned_one():
     un = c.extra["untuned"]
     assert un["interval"]["n"] == 8 and un["interval"]["estimate"] == pytest.approx(2.0, rel=0.05)
     assert c.interval.estimate == pytest.approx(1.57, rel=0.05)  # the tuned constant is the claim
+
+
+def test_the_report_lists_every_trained_schedule_the_paper_methods_first():
+    """beta_curv used to drop out of REPORT.md's time-to-target table: only the paper's five and the
+    controls were listed."""
+    from betasched.analysis.report import reported_schedules
+
+    params = {"matrix": {"schedules": ["beta_curv", "hybrid", "constant", "beta"], "controls": ["constant_matched"]}}
+    assert reported_schedules(params) == ["constant", "beta", "hybrid", "beta_curv", "constant_matched"]

@@ -3,6 +3,7 @@ recorded sha256, checkpoints and runs left by a killed run, filters built from u
 during a stage's imports (issue 20)."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -237,18 +238,64 @@ def test_two_clones_sharing_one_store_keep_each_others_artifacts(tmp_path, monke
             assert Path(client.download_artifacts(rid, "note.txt", str(tmp_path / rid))).read_text() == f"clone-{name}"
 
 
-def test_a_moved_repo_still_lists_its_runs_artifacts(tmp_path, monkeypatch):
+def test_a_moved_repo_is_refused_until_relinked_then_lists_its_runs_and_models(tmp_path, monkeypatch):
+    """Moving the repo leaves absolute artifact paths to nowhere. A stage says so in one line and
+    names `make mlflow-relink`, which re-points the experiment, its runs and its logged models (by
+    SQL, after a schema check), once: a second call has nothing to do."""
+    import mlflow
+    import torch
     from mlflow.tracking import MlflowClient
 
+    from betasched.core.errors import TrackingError
+    from betasched.pipeline import store_repair, tracking
+    from betasched.training.model import ResNet18
+
     monkeypatch.setenv("BETASCHED_PIPELINE", "moved")
+    monkeypatch.setenv("BETASCHED_LOG_MODEL", "1")
     monkeypatch.chdir(tmp_path)
     rid = _clone_run(tmp_path / "old", "before the move", monkeypatch)
+    with tracking.run("sgd-beta-s0", {"stage": "train"}, system_metrics=False) as run:
+        tracking.log_model(ResNet18(width=4).eval(), torch.zeros(2, 3, 32, 32, dtype=torch.uint8), False, "sgd-beta-s0",
+                           {"final_test_acc": 0.5}, {"data_copy": "c", "data_sha256": "0" * 64}, "test")
     os.chdir(tmp_path)
     (tmp_path / "old").rename(tmp_path / "new")
+    os.chdir(tmp_path / "new")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri set it to the old store
+    with pytest.raises(TrackingError, match=r"has moved: .*gone; `make mlflow-relink` points it, its runs and models at "
+                                             + re.escape(str(tmp_path / "new" / "mlartifacts"))):
+        tracking.setup()
+
+    assert store_repair.relink() == {"experiments": 1, "runs": 3, "logged_models": 1}  # the two and their parent
+    assert store_repair.relink() == {}  # nothing left to move
     later = _clone_run(tmp_path / "new", "after the move", monkeypatch)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}")
     for run_id in (rid, later):
         assert [a.path for a in client.list_artifacts(run_id)] == ["note.txt"]
+    exp = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    (model,) = client.search_logged_models([exp], filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert model.artifact_location.startswith((tmp_path / "new" / "mlartifacts").as_uri())
+    assert mlflow.pyfunc.load_model(model.model_uri).metadata.signature is not None
+
+
+def test_relink_refuses_a_store_of_another_schema_and_changes_nothing(tmp_path, monkeypatch):
+    import sqlite3
+
+    from betasched.core.errors import TrackingError
+    from betasched.pipeline import store_repair
+
+    monkeypatch.setenv("BETASCHED_PIPELINE", "schema")
+    monkeypatch.chdir(tmp_path)
+    _clone_run(tmp_path / "old", "a run", monkeypatch)
+    os.chdir(tmp_path)
+    (tmp_path / "old").rename(tmp_path / "new")
+    os.chdir(tmp_path / "new")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with sqlite3.connect(tmp_path / "new" / "mlflow.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00dfeed0001'")
+    before = (tmp_path / "new" / "mlflow.db").read_bytes()
+    with pytest.raises(TrackingError, match=r"has schema f00dfeed0001, MLflow \S+ writes \w+: run `mlflow db upgrade"):
+        store_repair.relink()
+    assert (tmp_path / "new" / "mlflow.db").read_bytes() == before
 
 
 # ---- WEAK: user text in an MLflow search filter ----

@@ -24,6 +24,14 @@ def _models_of(client, run):
     return client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
 
 
+MANIFEST = {"data_copy": "cifar10-test-copy", "data_sha256": "ab" * 32, "sizes": {"train": 8, "test": 4}}
+
+
+def _log(net, images, channels_last, name="sgd-beta-s0", acc=0.5):
+    tracking.log_model(net, images, channels_last, name, {"final_test_acc": acc, "best_test_acc": None},
+                       MANIFEST, "test")
+
+
 def test_logged_model_predicts_like_the_network(tmp_path, monkeypatch):
     import mlflow
 
@@ -32,10 +40,15 @@ def test_logged_model_predicts_like_the_network(tmp_path, monkeypatch):
     net = ResNet18(width=4).eval()
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     with tracking.run("sgd-beta-s0", {"stage": "train"}, system_metrics=False) as run:
-        tracking.log_model(net, images[:2], channels_last=True)
+        _log(net, images[:2], channels_last=True, acc=0.625)
 
     logged = _models_of(client, run)
-    assert [m.name for m in logged] == ["model"]
+    assert [m.name for m in logged] == ["sgd-beta-s0"]  # named after its run, not "model"
+    # its final accuracy is linked to the model and to the data it was measured on (None is skipped)
+    (metric,) = logged[0].metrics
+    assert (metric.key, metric.value, metric.dataset_name, metric.dataset_digest) == \
+        ("final_test_acc", 0.625, "cifar10-test-copy", "ab" * 8)
+    assert logged[0].tags["eval_split"] == "test"
     loaded = mlflow.pyfunc.load_model(logged[0].model_uri)
     assert loaded.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "uint8"
     with torch.no_grad():
@@ -50,7 +63,7 @@ def test_logged_model_predicts_like_the_network(tmp_path, monkeypatch):
 def test_log_model_can_be_switched_off(tmp_path, monkeypatch):
     client = _store(tmp_path, monkeypatch, "0")
     with tracking.run("sgd-beta-s0", {"stage": "train"}, system_metrics=False) as run:
-        tracking.log_model(ResNet18(width=4), torch.zeros(2, 3, 32, 32, dtype=torch.uint8), channels_last=False)
+        _log(ResNet18(width=4), torch.zeros(2, 3, 32, 32, dtype=torch.uint8), channels_last=False)
     assert not _models_of(client, run)
 
 

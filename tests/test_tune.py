@@ -2,6 +2,7 @@
 never enter a verdict, from the validation split only; the targets from the tuned reference."""
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -101,9 +102,18 @@ def tuned_repo(tmp_path_factory):
     p["tune"]["grid"] = {"sgd": [0.02, 0.2]}
     (repo / "params.yaml").write_text(yaml.safe_dump(p))
     for stage in ("prepare", "tune"):
-        subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, env=env_with_venv(), check=True,
-                       capture_output=True)
+        out = subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo, env=env_with_venv(), check=True,
+                             capture_output=True, text=True)
+    (repo.parent / "tune.out").write_text(out.stdout)
     return repo
+
+
+def test_the_tune_stage_prints_one_line_per_pilot_with_its_lr_and_an_eta(tuned_repo):
+    lines = [line for line in (tuned_repo.parent / "tune.out").read_text().splitlines() if " pilots: " in line]
+    assert [line.split(" pilots: ")[1][:4] for line in lines] == ["1/2 ", "2/2 "]
+    assert {re.search(r"at peak LR (\S+), seed 1000, final validation accuracy 0\.\d{3}\)", line).group(1)
+            for line in lines} == {"0.02", "0.2"}
+    assert all(re.search(r"\d+ s elapsed, ETA \d+\.\d min$", line) for line in lines)
 
 
 def test_the_tune_stage_writes_the_choice_and_the_targets_from_the_chosen_lr(tuned_repo):

@@ -185,13 +185,16 @@ def _tuning(tuned: dict | None) -> list[str]:
             _table(["arm", *lrs, "chosen LR"], rows)]
 
 
-def _schedules(params) -> list[str]:
-    return [s for s in (*FIVE, *(params["matrix"].get("controls") or [])) if s in
-            (*params["matrix"]["schedules"], *(params["matrix"].get("controls") or []))]
+def reported_schedules(params) -> list[str]:
+    """Every trained schedule, none left out (beta_curv, a newly registered rule): the paper's five
+    first, then the matrix's others in its order, then the controls."""
+    m = params["matrix"]
+    trained = [*m["schedules"], *(m.get("controls") or [])]
+    return [s for s in FIVE if s in trained] + [s for s in trained if s not in FIVE]
 
 
 def _confound(runs, params, targets) -> list[str]:
-    seeds, scheds = params["matrix"]["seeds"], _schedules(params)
+    seeds, scheds = params["matrix"]["seeds"], reported_schedules(params)
     rows = []
     for t in targets:
         for other in ("constant", "constant_matched", "constant_untuned"):
@@ -208,7 +211,7 @@ def _confound(runs, params, targets) -> list[str]:
 
 
 def _time_to_target(runs, params, targets) -> list[str]:
-    seeds, scheds = params["matrix"]["seeds"], _schedules(params)
+    seeds, scheds = params["matrix"]["seeds"], reported_schedules(params)
     diverged = [f"{r.optimizer}/{r.schedule}/s{r.seed} (step {r.diverged_at_step})" for r in runs if r.diverged]
     parts = ["## Time to target",
              "Diverged runs (counted as never reaching a target): " + (", ".join(diverged) or "none") + "."]

@@ -157,7 +157,8 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
                       resumed_from_step=state["step"] if state else None)
         timings.record("train", name, timing)
         logged = not pilot and tracking.wants_model(schedule == params["schedule"] and lam is None)
-        _log_result(summary, timing, runs_dir / name, result.model if logged else None, data, cfg.channels_last)
+        _log_result(summary, timing, runs_dir / name, result.model if logged else None, data, cfg.channels_last,
+                    manifest)
     ckpt.remove()
     return {**summary, **timing}
 
@@ -180,14 +181,21 @@ class LiveLog:
             tracking.log_series(self.run_id, [r for r, _ in new], SERIES, [t for _, t in new])
 
 
-def _log_result(summary: dict, timing: dict, folder: Path, model, data: dict, channels_last: bool) -> None:
-    tracking.log_metrics({k: v for k, v in summary.items() if k not in ("seed", "threads", "ranks")})
+# A logged model carries these, linked to it and to the data they were measured on.
+MODEL_METRICS = ("final_test_acc", "best_test_acc")
+
+
+def _log_result(summary: dict, timing: dict, folder: Path, model, data: dict, channels_last: bool,
+                manifest: dict) -> None:
+    skip = ("seed", "threads", "ranks", *(MODEL_METRICS if model is not None else ()))
+    tracking.log_metrics({k: v for k, v in summary.items() if k not in skip})
     tracking.log_metrics({f"steps_to_{k}": v for k, v in summary["targets"].items()})
     tracking.set_tags({"status": "diverged" if summary["diverged"] else "completed"})
     tracking.log_metrics({k: v for k, v in timing.items() if isinstance(v, float)})
     tracking.log_artifacts([folder / f for f in ("steps.csv", "evals.csv", "metrics.json")])
     if model is not None:
-        tracking.log_model(model, data["x_test"][:2], channels_last)
+        tracking.log_model(model, data["x_test"][:2], channels_last, folder.name,  # the run's name
+                           {k: summary[k] for k in MODEL_METRICS}, manifest, summary["eval_split"])
 
 
 SERIES = ("loss", "lr", "lr_applied", "momentum", "effective_lr")
@@ -236,9 +244,10 @@ def run_pilots(params: dict, runs: list[tuple[str, str, float | None, int]], fol
     split with no model kept, cores / train.threads at a time; returns each run's validation curve
     (None: diverged). Writes ``folder`` whole."""
     import os
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
+    from ..training.progress import Eta
     from .cli import stop_with_parent
 
     folder = Path(folder)
@@ -246,12 +255,20 @@ def run_pilots(params: dict, runs: list[tuple[str, str, float | None, int]], fol
         if not runs:
             return {}
         jobs = max(1, min(len(runs), (os.cpu_count() or 1) // params["train"]["threads"]))
-        if tracking.available():
-            tracking.setup()  # the store exists before the workers open it side by side
+        tracking.setup()  # the store exists before the workers open it side by side
         work = [(params, run, str(tmp)) for run in runs]
+        eta, curves = Eta(len(work), "pilots"), {}
+
+        def done(key, curve) -> None:  # a pilot's progress lines name no LR: this line does
+            curves[key] = curve
+            eta.tick(f"done ({key[0]}/{key[1]} at peak LR {key[2]}, seed {key[3]}"
+                     f"{', diverged' if curve is None else f', final validation accuracy {curve[-1]:.3f}' if curve else ''})")
+
         if jobs == 1:
-            curves = dict(map(_pilot, work))
+            for job in work:
+                done(*_pilot(job))
         else:
             with ProcessPoolExecutor(jobs, get_context("spawn"), initializer=stop_with_parent) as pool:
-                curves = dict(pool.map(_pilot, work))
-    return curves
+                for future in as_completed([pool.submit(_pilot, job) for job in work]):
+                    done(*future.result())
+    return {run: curves[run] for run in runs}  # in the order asked, whatever the order they ended in

@@ -1,20 +1,18 @@
 """The MLflow store: an embedded SQLite file by default, a tracking server when
-MLFLOW_TRACKING_URI says so; checked before anything is written, and kept usable when the repo moves."""
+MLFLOW_TRACKING_URI says so; checked before anything is written, and used through MLflow's API only
+(store_file checks the SQLite file itself; store_repair re-points a moved store, on request)."""
 from __future__ import annotations
 
 import logging
 import os
-import resource
-import shutil
 import socket
-import sqlite3
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from ..core.errors import TrackingError
-from ..core.files import no_space
 from .params import repo_root
+from .store_file import check_store, file_problem, sqlite_path
 
 EXPERIMENT = "betasched"
 # The UI opens an experiment of this kind on its model-training pages, not its GenAI ones.
@@ -49,85 +47,10 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
         ) from exc
 
 
-# How long a stage waits for another process's write lock on the SQLite store before it stops.
-LOCK_WAIT_S = 10.0
-
-
-def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
-def check_store(uri: str) -> None:
-    """An SQLite store must be a database we can write: MLflow would silently start a new, empty
-    store over a truncated file, fail with a long traceback on a read-only one, and with another
-    after its own timeout on one that another process keeps locked."""
-    path = sqlite_path(uri)
-    if path is None:
-        return
-    if path.exists():
-        with open(path, "rb") as f:
-            head = f.read(16)
-        if head != b"SQLite format 3\x00":
-            what = "empty" if not head else "not an SQLite database"
-            raise TrackingError(f"MLflow store {path} is {what} (truncated or overwritten?): move it aside "
-                                f"(mv {path} {path}.bad) to start a new store, or restore it from a backup")
-        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-            raise TrackingError(f"MLflow store {path} is read-only: make it and its folder writable, or set "
-                                "MLFLOW_TRACKING_URI to another store")
-        _check_unlocked(path)
-    elif not os.access(path.parent, os.W_OK):
-        raise TrackingError(f"cannot create the MLflow store {path}: {path.parent} is not writable")
-
-
-def _check_unlocked(path: Path) -> None:
-    """Take the store's write lock and give it back at once: a writer of the pipeline holds it for
-    milliseconds, so waiting LOCK_WAIT_S for it finds a lock that is held for good."""
-    try:
-        db = sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("ROLLBACK")
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise store_problem(exc, path) or TrackingError(
-            f"MLflow store {path} cannot be used ({type(exc).__name__}: {exc}): move it aside "
-            f"(mv {path} {path}.bad) to start a new store, or restore it from a backup") from exc
-
-
-def _causes(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _out_of_space(path: Path) -> bool:
-    """sqlite says "disk I/O error" for a write past `ulimit -f`: is that what happened here?"""
-    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    size = path.stat().st_size if path.exists() else 0
-    near_limit = limit != resource.RLIM_INFINITY and size + (1 << 20) >= limit
-    return near_limit or shutil.disk_usage(path.parent).free < (1 << 20)
-
-
-def store_problem(exc: BaseException, path: Path | None = None) -> TrackingError | None:
-    """One line for a failure of the SQLite store met anywhere (opening it, a metric logged
-    mid-training): corrupt, locked, or out of space; None for any other error."""
-    path = path or sqlite_path(tracking_uri())
-    if path is None:
-        return None
-    words = " ".join(" ".join(str(e).split()) for e in _causes(exc)).lower()
-    if "malformed" in words or "not a database" in words:
-        what = "database disk image is malformed" if "malformed" in words else "file is not a database"
-        return TrackingError(f"MLflow store {path} is corrupt (sqlite: {what}): move it aside (mv {path} "
-                             f"{path}.bad) to start a new store, or restore it from a backup")
-    if "database is locked" in words:
-        return TrackingError(f"MLflow store {path} is locked by another process (waited {LOCK_WAIT_S:g} s): end "
-                             f"it (`fuser {path}` names it: a sqlite3 shell, a stuck stage, `mlflow ui`) and re-run")
-    if "database or disk is full" in words or ("disk i/o error" in words and _out_of_space(path)):
-        return TrackingError(no_space(path))
-    return None
+def store_problem(exc: BaseException) -> TrackingError | None:
+    """A failure of the default store's file, as one line (store_file.file_problem); None otherwise."""
+    path = sqlite_path(tracking_uri())
+    return file_problem(exc, path) if path is not None else None
 
 
 def artifact_home(uri: str) -> str | None:
@@ -138,33 +61,35 @@ def artifact_home(uri: str) -> str | None:
     return (path.resolve().parent / "mlartifacts").as_uri() if path is not None else None
 
 
-def _local(uri: str) -> Path | None:
+def local_path(uri: str) -> Path | None:
     parsed = urlparse(uri)
     return Path(url2pathname(parsed.path)) if parsed.scheme == "file" else None
 
 
-def relink_moved_store(uri: str, experiment) -> int:
-    """A store that moved (the repo moved, or was copied and the original deleted): its artifact
-    paths are absolute and point where nothing is any more. Then, and only then, the experiment
-    and each run whose artifact folder is gone are pointed at the store's own mlartifacts/ (MLflow
-    has no API for it: SQL). A run whose artifacts are where its record says (another clone's,
-    sharing this store) is never touched. Returns the runs moved."""
+def check_not_moved(uri: str, experiment) -> None:
+    """A store that moved (the repo moved, or was copied and the original deleted) keeps absolute
+    artifact paths that point where nothing is any more: new runs would write there. Re-pointing
+    them rewrites MLflow's tables, so it is an explicit command (`make mlflow-relink`), never a side
+    effect of a stage. A store shared by clones (their artifacts where the records say) passes."""
     home, old = artifact_home(uri), experiment.artifact_location
-    old_path, home_path = _local(old or ""), _local(home or "")
+    old_path = local_path(old or "")
     if home is None or old_path is None or old == home or old_path.exists() or not old.endswith("/mlartifacts"):
-        return 0
-    moved = 0
-    with sqlite3.connect(sqlite_path(uri), timeout=LOCK_WAIT_S) as db:
-        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
-                   (home, experiment.experiment_id))
-        rows = db.execute("SELECT run_uuid, artifact_uri FROM runs WHERE experiment_id = ? AND artifact_uri LIKE ?",
-                          (experiment.experiment_id, old + "/%")).fetchall()
-        for run_id, artifact_uri in rows:
-            if not _local(artifact_uri).exists() and (home_path / artifact_uri[len(old) + 1:]).exists():
-                db.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?",
-                           (home + artifact_uri[len(old):], run_id))
-                moved += 1
-    return moved
+        return
+    raise TrackingError(f"MLflow store {sqlite_path(uri)} has moved: experiment {experiment.name!r} keeps its "
+                        f"artifacts in {old_path}, which is gone; `make mlflow-relink` points it, its runs and "
+                        f"models at {local_path(home)}")
+
+
+def literal(value: str) -> str:
+    """``value`` as a string in an MLflow search filter. MLflow's grammar has no escape character: a
+    value is taken verbatim between single or double quotes, so it is quoted with the kind it does
+    not hold; text holding both cannot be searched for (search a hash of it: ``pipeline_key``)."""
+    value = str(value)
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"{value!r} holds both quote characters: MLflow's search filters cannot express it")
 
 
 def process_tags() -> dict:
@@ -205,7 +130,7 @@ def settle(client, parent: str) -> None:
     """A parent run spans its children: RUNNING while one of them is; else ended at the last child's
     end, FAILED or KILLED if a child was, FINISHED otherwise."""
     exp = client.get_run(parent).info.experiment_id
-    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=5000)
+    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = {literal(parent)}", max_results=5000)
     states = {c.info.status for c in children}
     if "RUNNING" in states:
         client.update_run(parent, status="RUNNING")
@@ -248,7 +173,7 @@ def setup(experiment: str = EXPERIMENT) -> str:
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is not None:
-            relink_moved_store(uri, exp)
+            check_not_moved(uri, exp)
             close_dead_runs(exp.experiment_id)
             if exp.tags.get(KIND_TAG) != KIND:
                 _tag_kind(mlflow, experiment, exp.experiment_id)

@@ -10,7 +10,8 @@ import sys
 
 from ..core.errors import TrackingError
 from .cli import ArgumentParser, one_line_errors
-from .store import check_store, tracking_uri
+from .store import tracking_uri
+from .store_file import check_store
 
 
 def check_port_free(host: str, port: int) -> None:
