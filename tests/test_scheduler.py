@@ -139,3 +139,26 @@ def test_bad_values_are_value_errors():
 def test_step_rules_need_total_steps():
     with pytest.raises(ConfigError, match="total_steps"):
         MomentumScheduler(torch.optim.SGD([_param()], lr=0.1, momentum=0.9), "demon")
+
+
+def test_a_schedule_registered_at_run_time_drives_the_scheduler_and_its_options_are_checked(monkeypatch):
+    import betasched
+    from betasched import Option, Schedule
+    from betasched.core.errors import ConfigError
+
+    def halfway(lr, step, total_steps, lr_min, lr_max, mu0=0.9, **_):
+        return mu0 if step < total_steps / 2 else mu0 / 2
+
+    monkeypatch.setitem(betasched.SCHEDULE_REGISTRY, "halfway",
+                        Schedule(halfway, {"mu0": Option("momentum")}, needs_total_steps=True))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.0)
+    with pytest.raises(ConfigError, match="schedule 'halfway' needs total_steps > 0"):
+        MomentumScheduler(opt, "halfway")
+    with pytest.raises(ConfigError, match=r"schedule 'halfway': mu0=1.5 must be in \[0, 1\)"):
+        MomentumScheduler(opt, "halfway", total_steps=4, mu0=1.5)
+    sched = MomentumScheduler(opt, "halfway", total_steps=4, mu0=0.8)
+    seen = [sched.get_last_momentum()[0]]
+    for _ in range(3):
+        sched.step()
+        seen.append(sched.get_last_momentum()[0])
+    assert seen == [0.8, 0.8, 0.4, 0.4] and opt.param_groups[0]["momentum"] == 0.4

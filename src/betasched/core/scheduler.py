@@ -17,9 +17,7 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 
 from .errors import ConfigError, ConfigTypeError
-from .schedules import check_options, get_rule, matched_lr
-
-_STEP_RULES = {"hybrid", "demon"}
+from .schedules import check_options, get_schedule, matched_lr
 
 
 def _momentum_key(optimizer: torch.optim.Optimizer) -> str:
@@ -74,7 +72,8 @@ class MomentumScheduler:
     ):
         self.optimizer = optimizer
         self.schedule = schedule
-        self.rule = get_rule(schedule)
+        spec = get_schedule(schedule)
+        self.rule = spec.rule
         self.options = check_options(schedule, dict(options))
         if isinstance(max_momentum, bool) or not isinstance(max_momentum, (int, float)) \
                 or not 0.0 < max_momentum < 1.0:
@@ -82,7 +81,7 @@ class MomentumScheduler:
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
                                         or total_steps < 1):
             raise ConfigError(f"total_steps={total_steps!r} must be an integer >= 1")
-        if schedule in _STEP_RULES and total_steps is None:
+        if spec.needs_total_steps and total_steps is None:
             raise ConfigError(f"schedule {schedule!r} needs total_steps > 0")
         self.total_steps = total_steps or 1
         self.max_momentum = max_momentum
@@ -103,7 +102,7 @@ class MomentumScheduler:
         self._nominal_lr = [g["lr"] for g in groups]
         self._hook = None
         self._warned = not warn_clip  # the training engine counts clips in each run's summary instead
-        if schedule == "constant_matched":
+        if spec.matched_step:
             # The LR schedulers are chainable (they update group["lr"] in place), so the
             # rescaled LR must be swapped back for the nominal one right after each step.
             self._hook = optimizer.register_step_post_hook(self._restore_nominal_lr)

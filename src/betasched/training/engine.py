@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..core import checks
 from ..core.errors import ConfigError
 from ..core.scheduler import MomentumScheduler, warmup_cosine
-from ..core.schedules import SCHEDULES, check_options
+from ..core.schedules import SCHEDULES, check_options, get_schedule
 from . import distributed
 from .augment import apply_augment, draw_augment, normalize
 from .device import (CPU_ISAS, PRECISIONS, autocast, check_device, channels_last_unsafe, cpu_class, pick_device,
@@ -333,7 +333,7 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     if resume is not None:
         state.load_state_dict(resume)
     x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
-    tracker = CurvatureTracker(cfg, x_train, y_train) if cfg.schedule == "beta_curv" else None
+    tracker = CurvatureTracker(cfg, x_train, y_train) if get_schedule(cfg.schedule).needs_curvature else None
     keep = set(point_steps(state.total_steps, cfg.keep_points))
     bar = Progress(state.total_steps, state.step, f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed}",
                    cfg.progress and ranks.is_main)
