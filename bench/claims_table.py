@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from betasched.analysis.replicates import claim_key, pool_claims  # noqa: E402
-from betasched.analysis.markdown import ci as _ci, num as _num, table as _table  # noqa: E402
-from betasched.analysis.report import _seed_value  # noqa: E402
+from betasched.analysis.replicates import claim_key, pool_claims
+from betasched.analysis.markdown import ci as _ci, num as _num, table as _table
+from betasched.analysis.report import seed_value
 
 
 def _key(c) -> str:
@@ -32,7 +30,7 @@ def one(path: Path) -> str:
     claims = json.loads(path.read_text())["claims"]
     return _table(["#", "claim", "paper", "ours", "95% interval", "method", "n", "per seed", "direction", "magnitude"],
                   [[_key(c), c["what"], _num(c["paper"]), _num(c["interval"]["estimate"], 3), _ci(c["interval"]),
-                    c["interval"]["method"], c["interval"]["n"], "; ".join(_seed_value(x) for x in c["per_seed"]),
+                    c["interval"]["method"], c["interval"]["n"], "; ".join(seed_value(x) for x in c["per_seed"]),
                     f"**{c['direction']}**", f"**{c['magnitude']}**"] for c in claims])
 
 

@@ -94,14 +94,14 @@ def main() -> None:
     start = time.perf_counter()
     import torch
 
-    from betasched.pipeline.compose import _merge, compose_plain
+    from betasched.pipeline.compose import merge, compose_plain
     from betasched.training.device import pick_device, resolve_precision
 
     params = compose_plain("gpu-short", ROOT)
     device = pick_device(a.device)
     params["train"]["device"] = str(device) if a.device != "auto" else "auto"
     if a.tiny:
-        params = _merge(params, TINY)
+        params = merge(params, TINY)
         params["train"]["compile"] = False
     summary = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                "torch": torch.__version__, "precision": resolve_precision(params["train"]["precision"], device),

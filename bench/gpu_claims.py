@@ -11,7 +11,7 @@ from betasched.analysis.compare import long_frames
 from betasched.analysis.overlap import summarize, verdict
 from betasched.analysis.records import OverlapRecord, RepairModel, RepairRecord
 from betasched.analysis.markdown import table as _table
-from betasched.analysis.report import _tuning, claims_table
+from betasched.analysis.report import tuning_section, claims_table
 from betasched.core.controls import build_arms
 from betasched.pipeline.params import load_targets, load_tuned, peak_lr
 from betasched.pipeline.results import collect_runs
@@ -56,7 +56,7 @@ def _report(claims, runs, params, targets, overlap, repair, points, manifest) ->
     parts = [f"# gpu-check: preset gpu-short ({manifest['data_copy']}, {manifest['sizes']})",
              f"Targets {targets} (the paper's). One seed: every verdict is inconclusive by rule (n = 1 < "
              f"{params['stats']['min_seeds']}); the numbers are what a GPU window measures.",
-             "## Claims", claims_table(claims), *_tuning(load_tuned()), "## Time to target (steps)"]
+             "## Claims", claims_table(claims), *tuning_section(load_tuned()), "## Time to target (steps)"]
     for opt in params["matrix"]["optimizers"]:
         own = [s for s in schedules if any(r.optimizer == opt and r.schedule == s for r in runs)]
         rows = time_to_target(runs, opt, own, targets, seeds)

@@ -13,7 +13,7 @@ from .records import OverlapRecord, RepairRecord
 from .scan_report import scan_section
 
 
-def _seed_value(row) -> str:
+def seed_value(row) -> str:
     if "arm" in row:  # claim 1: an arm of the lambda ablation against lambda = 1
         clip = f", μ clipped {100 * row['clipped_share']:.0f}%" if row.get("clipped_share") is not None else ""
         mark = " (clip at peak LR)" if row.get("clip_at_peak") else ""
@@ -40,18 +40,18 @@ def claim_rows_with_controls(rows: list[dict]) -> list[list]:
         pred = r.get("prediction")
         out.append([r["id"], r["what"], _num(r["paper"]), _num(r["interval"]["estimate"], 3), _ci(r["interval"]),
                     _ci(pred) if pred else "—", r["interval"]["n"], _p(r.get("p")), _p(r.get("p_holm")),
-                    "; ".join(_seed_value(x) for x in r["per_seed"]), f"**{r['direction']}**", f"**{r['magnitude']}**"])
+                    "; ".join(seed_value(x) for x in r["per_seed"]), f"**{r['direction']}**", f"**{r['magnitude']}**"])
         ctrl = r.get("extra", {}).get("control")
         if r["id"] == "2" and ctrl:
             out.append(["2 control", ctrl["what"] + f"; equivalence margin {ctrl['margin']} (90% interval "
                         f"{_ci(ctrl['narrow'])})", "—", _num(ctrl["interval"]["estimate"], 3), _ci(ctrl["interval"]),
                         "—", ctrl["interval"]["n"], _p(ctrl["p"]), _p(ctrl.get("p_holm")),
-                        "; ".join(_seed_value(x) for x in ctrl["per_seed"]), "control", ""])
+                        "; ".join(seed_value(x) for x in ctrl["per_seed"]), "control", ""])
         un = r.get("extra", {}).get("untuned")
         if r["id"] == "2" and un:
             out.append(["2 untuned", un["what"] + " (descriptive: not in the family)", "—",
                         _num(un["interval"]["estimate"], 3), _ci(un["interval"]), "—", un["interval"]["n"],
-                        _p(un["p"]), "—", "; ".join(_seed_value(x) for x in un["per_seed"]), "untuned baseline", ""])
+                        _p(un["p"]), "—", "; ".join(seed_value(x) for x in un["per_seed"]), "untuned baseline", ""])
         for name, c in (r.get("extra", {}).get("comparisons") or {}).items():
             out.append([f"5 vs {name}", f"steps({name}) / steps(hybrid)", "> 1", _num(c["interval"]["estimate"], 3),
                         _ci(c["interval"]), "—", c["interval"]["n"], _p(c["p"]), _p(c.get("p_holm")),
@@ -104,7 +104,7 @@ def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, m
                [[c["id"], c["interval"]["method"], _num(c["null"], 3), c["notes"]] for c in claims]),
     ]
     parts += _claim4_context(claims)
-    parts += _tuning(meta.get("tuned"))
+    parts += tuning_section(meta.get("tuned"))
     parts += _confound(runs, params, meta["targets"]["values"])
     parts += _time_to_target(runs, params, meta["targets"]["values"])
     parts += scan_section(meta.get("damping"))
@@ -171,7 +171,7 @@ def _target_rule(t: dict) -> str:
             "over pilot seeds), which never enter a verdict")
 
 
-def _tuning(tuned: dict | None) -> list[str]:
+def tuning_section(tuned: dict | None) -> list[str]:
     """The pre-registered grid, the pilot's accuracy at every LR, and the LR each arm takes."""
     if not tuned or not tuned.get("arms"):
         return []

@@ -125,18 +125,18 @@ def compose_plain(preset: str, root: str | Path | None = None) -> dict:
         tree = read_yaml(path) or {}
         merged: dict = {}
         for parent in [d for d in tree.pop("defaults", []) if d != "_self_"]:
-            merged = _merge(merged, load(parent))
-        return _merge(merged, tree)
+            merged = merge(merged, load(parent))
+        return merge(merged, tree)
 
     base = read_yaml(conf / "config.yaml")
     base.pop("defaults", None)
-    return _merge(base, load(preset))
+    return merge(base, load(preset))
 
 
-def _merge(a: dict, b: dict) -> dict:
+def merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
