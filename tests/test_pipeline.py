@@ -150,6 +150,10 @@ def test_the_scan_links_each_studied_model_to_its_flagged_groups(repo):
     damping = json.loads((repo / "metrics/damping.json").read_text())
     studied = [p for p in damping["points"] if p["schedule"] == damping["schedule"]]
     assert any("groups" in p for p in studied) and not any("groups" in p for p in studied if p["lr_near_zero"])
+    for run in {p["run"] for p in studied}:  # the groups are measured where the link reads them, only there
+        points = [p for p in studied if p["run"] == run]
+        assert [p["step"] for p in points] == sorted(p["step"] for p in points)
+        assert [p for p in points if "groups" in p] == [p for p in points if not p["lr_near_zero"]][-1:]
     link = damping["localize"]
     assert {(r["optimizer"], r["seed"]) for r in link["runs"]} == {(p["optimizer"], p["seed"]) for p in studied}
     for r in link["runs"]:

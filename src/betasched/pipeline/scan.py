@@ -136,12 +136,17 @@ def scan_runs(params: dict, data: dict, device, runs_dir: Path = RUNS_DIR) -> li
     for opt, sched, seed, folder in runs:
         steps = pd.read_csv(folder / "steps.csv")
         optim = params["optim"].get(opt, {})
-        for path in sorted((folder / "points").glob("step_*.pt")):
+        # The link to Localize reads each studied model's last point with per-group damping, so the
+        # groups (7 more Lanczos runs) are measured there only: points from the last, until one has them.
+        grouped, points = sched != params["schedule"], []
+        for path in sorted((folder / "points").glob("step_*.pt"), reverse=True):
             point = scan_point(path, steps, x, y, settings, opt, optim, device, retrain_command(opt, sched, seed),
-                               by_group=sched == params["schedule"])
-            out.append({"run": folder.name, "optimizer": opt, "schedule": sched, "seed": seed, **point})
+                               by_group=not grouped)
+            grouped = grouped or "groups" in point
+            points.insert(0, {"run": folder.name, "optimizer": opt, "schedule": sched, "seed": seed, **point})
             eta.tick(f"{folder.name} step {point['step']}: lambda_max {point['lambda_max']:.3g}, "
                      f"{point['hvps']} Hessian-vector products")
+        out += points
     return out
 
 
