@@ -70,10 +70,14 @@ def run(name: str, tags: dict, params: dict | None = None, system_metrics: bool 
 
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
     """Numbers only (None and non-numbers are skipped), into the open run or ``run_id``."""
-    clean = {k: float(v) for k, v in metrics.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
-    if clean:
+    if clean := numbers(metrics):
         tracker().log_metrics(clean, step, run_id)
+
+
+def numbers(metrics: dict) -> dict:
+    """The finite-or-inf numeric values as floats: None, NaN, booleans and text are not metrics."""
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
 
 
 def log_series(run_id: str, rows: list[dict], keys: tuple[str, ...], times: list[float] | None = None) -> None:
@@ -118,8 +122,7 @@ def log_model(model, example, channels_last: bool, name: str, metrics: dict, man
     """The trained network as a model named ``name``, its ``metrics`` linked to it and to the data
     they were measured on. BETASCHED_LOG_MODEL=0 skips it."""
     if not _models_off():
-        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v == v}
-        tracker().log_model(model, example, channels_last, name, clean, manifest, split)
+        tracker().log_model(model, example, channels_last, name, numbers(metrics), manifest, split)
 
 
 def wants_model(studied: bool) -> bool:
