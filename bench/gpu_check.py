@@ -97,19 +97,22 @@ def main() -> None:
     from betasched.pipeline.compose import merge, compose_plain
     from betasched.training.device import pick_device, resolve_precision
 
-    params = compose_plain("gpu-short", ROOT)
+    raw = compose_plain("gpu-short", ROOT)
     device = pick_device(a.device)
-    params["train"]["device"] = str(device) if a.device != "auto" else "auto"
+    raw["train"]["device"] = str(device) if a.device != "auto" else "auto"
     if a.tiny:
-        params = merge(params, TINY)
-        params["train"]["compile"] = False
-    summary = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-               "torch": torch.__version__, "precision": resolve_precision(params["train"]["precision"], device),
-               "tiny": a.tiny, "preset": "gpu-short"}
-    print(f"device {summary['device']}, torch {summary['torch']}, precision {summary['precision']}", flush=True)
-    work = workspace(out, params)
+        raw = merge(raw, TINY)
+        raw["train"]["compile"] = False
+    work = workspace(out, raw)
     os.chdir(work)
     from betasched.pipeline import tracking
+    from betasched.pipeline.params import load_params
+
+    params = load_params()  # typed and checked, as every stage reads it
+    summary = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+               "torch": torch.__version__, "precision": resolve_precision(params.train.precision, device),
+               "tiny": a.tiny, "preset": "gpu-short"}
+    print(f"device {summary['device']}, torch {summary['torch']}, precision {summary['precision']}", flush=True)
 
     tracking.tracker()  # chosen once: its one warning line, before the workers start
     summary["prepare"] = step("prepare", lambda: prepare(params))
@@ -133,7 +136,7 @@ def step(name, fn):
 def prepare(params) -> dict:
     from betasched.training.data import prepare as prepare_data
 
-    manifest = prepare_data(params["data"], "data/prepared")
+    manifest = prepare_data(params.data.spec(), "data/prepared")
     print(f"prepared {manifest['sizes']} from {manifest['data_copy']}", flush=True)
     return {"sizes": manifest["sizes"], "data_copy": manifest["data_copy"]}
 

@@ -10,6 +10,7 @@ metrics/bench_matrix.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -37,12 +38,12 @@ def _one(job) -> dict:
 
 
 def time_matrix(params, jobs: int, scratch: Path) -> dict:
-    m = params["matrix"]
-    runs = list(itertools.product(m["optimizers"], m["schedules"], m["seeds"]))
+    m = params.matrix
+    runs = list(itertools.product(m.optimizers, m.schedules, m.seeds))
     runs_dir = scratch / f"runs-j{jobs}"
     uri = f"sqlite:///{scratch / f'mlflow-j{jobs}.db'}"
     threads = max(1, (os.cpu_count() or 1) // jobs)  # the whole machine in both modes
-    params = {**params, "train": {**params["train"], "progress": False, "threads": threads}}
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, progress=False, threads=threads))
     import mlflow  # a scratch store whose artifacts stay in the scratch folder too
 
     mlflow.set_tracking_uri(uri)
@@ -68,9 +69,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         seq = time_matrix(params, 1, Path(tmp))
         par = time_matrix(params, a.jobs, Path(tmp))
-    result = {"preset": params["preset"], "cpus": os.cpu_count(), "sequential": seq, "parallel": par,
+    result = {"preset": params.preset, "cpus": os.cpu_count(), "sequential": seq, "parallel": par,
               "ratio_parallel_over_sequential": par["wall_seconds"] / seq["wall_seconds"]}
-    print(f"{params['preset']} train matrix, {seq['runs']} runs on {os.cpu_count()} cores: "
+    print(f"{params.preset} train matrix, {seq['runs']} runs on {os.cpu_count()} cores: "
           f"one process {seq['wall_seconds']:.0f} s | {a.jobs} processes x {par['threads_per_job']} "
           f"thread(s) {par['wall_seconds']:.0f} s | ratio {result['ratio_parallel_over_sequential']:.2f}")
     write_json(a.out, result)

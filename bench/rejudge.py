@@ -24,8 +24,8 @@ from betasched.analysis.claims import Claim, decide, narrow_interval, ratio_clai
 from betasched.analysis.overlap import pairing_nulls
 from betasched.analysis.report import claims_table
 from betasched.analysis.stats import clopper_pearson, jaccard, paired_log_ratio
-from betasched.pipeline.compose import check_stats
 from betasched.pipeline.params import load_params
+from betasched.pipeline.sections import verdict_rules
 
 
 def rejudge(path: Path, run_length: int, rules) -> tuple[list[dict], list[str]]:
@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--run-length", type=int, required=True, help="steps of a run (censored seeds enter here)")
     a = p.parse_args()
     # today's params (margins, level, paper seeds), the family cut to the tests an old file allows
-    rules = dataclasses.replace(check_stats(load_params()), family=("2", "3", "4a", "4c"))
+    rules = dataclasses.replace(verdict_rules(load_params()), family=("2", "3", "4a", "4c"))
     claims, skipped = rejudge(a.claims, a.run_length, rules)
     print(f"{a.claims}, re-judged with the rules of src/betasched/analysis/claims.py; Holm over "
           f"{', '.join(rules.family)}.\n")

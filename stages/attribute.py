@@ -8,8 +8,8 @@ from betasched.core.files import atomic_dir, check_writable
 from betasched.pipeline import timings, tracking
 from betasched.pipeline.cli import one_line_errors
 from betasched.pipeline.params import load_params
-from betasched.pipeline.study import (ATTRIBUTION_DIR, attribute_run, attribution_settings, compute_device,
-                                     studied_runs, training_run_id)
+from betasched.pipeline.sections import attribution_settings
+from betasched.pipeline.study import ATTRIBUTION_DIR, attribute_run, compute_device, studied_runs, training_run_id
 from betasched.training.data import load_prepared
 from betasched.training.device import pin_cpu_isa
 
@@ -18,20 +18,20 @@ from betasched.training.device import pin_cpu_isa
 def attribute_stage() -> None:
     start = time.perf_counter()
     params = load_params()
-    pin_cpu_isa(params["train"]["cpu_isa"])  # before torch computes: bf16 bytes follow the CPU class
+    pin_cpu_isa(params.train.cpu_isa)  # before torch computes: bf16 bytes follow the CPU class
     check_writable(".", "plots")
     entries = studied_runs(params)
     attribution_settings(params)  # checked before anything is written
     tracking.setup()
-    device = compute_device(params, "attribution")
+    device = compute_device(params, params.attribution.threads)
     data, manifest = load_prepared()  # only x_val / y_val are read: the test set is never used here
     records = [attribute_run(entry, data, params, device) for entry in entries]
     with atomic_dir(ATTRIBUTION_DIR) as tmp:
         for rec in records:
             rec.save(tmp / f"{rec.run}.json")
-    method = params["attribution"]["method"]
+    method = params.attribution.method
     heat = pd.DataFrame({f"{r.optimizer}/s{r.seed}": r.scores for r in records})
-    plots.attribution_heatmap(heat, f"{method} per group, schedule={params['schedule']}", "plots/attribution.png")
+    plots.attribution_heatmap(heat, f"{method} per group, schedule={params.schedule}", "plots/attribution.png")
     timings.record("stage", "attribute", {"wall_seconds": time.perf_counter() - start})
     for entry, rec in zip(entries, records):  # scores go to the model's own training run
         if run_id := training_run_id(params, entry, manifest["data_sha256"]):

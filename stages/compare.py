@@ -19,10 +19,10 @@ def compare_stage() -> None:
     targets = load_targets()
     nested, seconds, table = summarize(runs, targets)
     evals, steps = long_frames(runs)
-    nested["meta"] = {"preset": params["preset"], "data_copy": runs[0].data_copy,
-                      "targets": list(targets), "seeds": params["matrix"]["seeds"]}
+    nested["meta"] = {"preset": params.preset, "data_copy": runs[0].data_copy,
+                      "targets": list(targets), "seeds": params.matrix.seeds}
     plots.accuracy_vs_step(evals, "plots/accuracy.png", targets)
-    plots.steps_to_target(table, "plots/steps_to_target.png", f"n = {len(params['matrix']['seeds'])} seeds")
+    plots.steps_to_target(table, "plots/steps_to_target.png", f"n = {len(params.matrix.seeds)} seeds")
     plots.data_files(evals, steps, table, "plots/data")
     with atomic_path("metrics/compare.csv") as tmp:
         table.drop(columns="median_seconds").to_csv(tmp, index=False)

@@ -18,13 +18,13 @@ def overlap_stage() -> None:
     params = load_params()
     check_writable("metrics", "plots")
     records = [entry.attribution() for entry in studied_runs(params)]
-    summary = summarize(records, params["attribution"]["k"])
-    overlap = OverlapRecord(**summary, schedule=params["schedule"], method=params["attribution"]["method"],
+    summary = summarize(records, params.attribution.k)
+    overlap = OverlapRecord(**summary, schedule=params.schedule, method=params.attribution.method,
                             verdict=verdict(summary))
     plots.score_profiles(records, "plots/overlap_profiles.png", GROUPS)
     overlap.save("metrics/overlap.json")
     timings.record("stage", "overlap", {"wall_seconds": time.perf_counter() - start})
-    with tracking.run(f"overlap-{params['schedule']}", tracking.stage_tags("overlap", params), system_metrics=False):
+    with tracking.run(f"overlap-{params.schedule}", tracking.stage_tags("overlap", params), system_metrics=False):
         cross = overlap.sgd_vs_adam
         tracking.log_metrics({k: v for k, v in {
             "jaccard_sgd_adam": cross["jaccard_mean"], "kendall_tau_sgd_adam": cross["kendall_tau_mean"],

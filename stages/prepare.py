@@ -14,7 +14,7 @@ def prepare_stage(out_dir: str = "data/prepared") -> None:
     params = load_params()
     check_writable(out_dir)
     tracking.setup()  # the store must work before any output is written; creates the experiment once
-    manifest = prepare(params["data"], out_dir)
+    manifest = prepare(params.data.spec(), out_dir)
     timings.record("stage", "prepare", {"wall_seconds": time.perf_counter() - start})
     print(f"prepared {manifest['sizes']} from {manifest['data_copy']} -> {out_dir}")
 

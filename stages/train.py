@@ -15,7 +15,7 @@ def train_stage(optimizer: str | None, schedule: str | None, seed: int | None, l
     params = load_params()
     if stage is not None:  # dvc.yaml passes "$DVC_STAGE": the run comes from params.yaml, never from a shell
         optimizer, schedule, seed, lam = stage_run(params, stage)
-    pin_cpu_isa(params["train"]["cpu_isa"])  # before torch computes: bf16 bytes follow the CPU class
+    pin_cpu_isa(params.train.cpu_isa)  # before torch computes: bf16 bytes follow the CPU class
     check_writable("runs")
     cfg = run_config(params, optimizer, schedule, seed)  # checks the arguments before any relaunch
     # train.nproc > 1: the same run as N data-parallel ranks on this machine.

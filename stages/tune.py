@@ -14,7 +14,7 @@ from betasched.training.device import pin_cpu_isa
 @one_line_errors
 def tune_stage() -> None:
     params = load_params()
-    pin_cpu_isa(params["train"]["cpu_isa"])  # before torch computes: bf16 bytes follow the CPU class
+    pin_cpu_isa(params.train.cpu_isa)  # before torch computes: bf16 bytes follow the CPU class
     check_writable("targets")
     tune_and_write(params)
 

@@ -85,3 +85,12 @@ LONGEST_FIRST = ("test_pipeline.py", "test_reliability.py", "test_reliability_st
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def smoke_params(**sections):
+    """The smoke preset's Params (composed from this checkout's conf/), with ``sections`` merged over
+    it key by key: e.g. smoke_params(train={"epochs": 12})."""
+    from betasched.pipeline.compose import compose_plain, merge
+    from betasched.pipeline.params import validate
+
+    return validate(merge(compose_plain("smoke", ROOT), sections), ROOT)

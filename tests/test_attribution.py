@@ -65,15 +65,15 @@ def test_module_granularity_lists_every_conv_bn_linear():
 
 def test_bad_arguments():
     x, y = branch_data()
-    with pytest.raises(ConfigError, match="unknown attribution.method"):
+    with pytest.raises(ConfigError, match="^unknown method"):
         attribute(ThreeBranches(), x, y, method="shap")
-    with pytest.raises(ConfigError, match="unknown attribution.granularity"):
+    with pytest.raises(ConfigError, match="^unknown granularity"):
         attribute(ThreeBranches(), x, y, granularity="neuron")
     scores = {"a": 1.0, "b": 2.0, "c": 3.0}
     for k in (0, 3, -1):
-        with pytest.raises(ConfigError, match=f"attribution.k={k}"):
+        with pytest.raises(ConfigError, match=f"^k={k}"):
             problem_layers(scores, k=k)
-    with pytest.raises(TypeError, match="attribution.k=1.0"):
+    with pytest.raises(TypeError, match="^k=1.0"):
         problem_layers(scores, k=1.0)
     with pytest.raises(TypeError, match=r"images \(N, ...\) and integer labels \(N,\).*got \(40, 6\).*\(39,\)"):
         attribute(ThreeBranches(), x, y[:39])

@@ -587,10 +587,10 @@ def test_every_train_stage_name_resolves_to_its_run(repo):
         (repo / "params.yaml").write_text(original)
     names = [s for s in out.stdout.split() if s.startswith(("train@", "control@", "lam@"))]
     got = sorted((stage_run(params, s) for s in names), key=repr)
-    m = params["matrix"]
-    want = [(o, s, seed, None) for o in m["optimizers"] for s in m["schedules"] for seed in m["seeds"]]
-    want += [("sgd", c, seed, None) for c in m["controls"] for seed in m["seeds"]]
-    want += [("sgd", "beta", seed, float(str(lam))) for lam in [0.3, 3, 1e-05] for seed in m["seeds"]]
+    m = params.matrix
+    want = [(o, s, seed, None) for o in m.optimizers for s in m.schedules for seed in m.seeds]
+    want += [("sgd", c, seed, None) for c in m.controls for seed in m.seeds]
+    want += [("sgd", "beta", seed, float(str(lam))) for lam in [0.3, 3, 1e-05] for seed in m.seeds]
     assert got == sorted(want, key=repr)
     assert len(names) == len(want)
 

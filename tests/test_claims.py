@@ -283,5 +283,8 @@ def test_the_report_lists_every_trained_schedule_the_paper_methods_first():
     controls were listed."""
     from betasched.analysis.report import reported_schedules
 
-    params = {"matrix": {"schedules": ["beta_curv", "hybrid", "constant", "beta"], "controls": ["constant_matched"]}}
-    assert reported_schedules(params) == ["constant", "beta", "hybrid", "beta_curv", "constant_matched"]
+    from betasched.pipeline.config import Matrix
+
+    matrix = Matrix(optimizers=["sgd"], schedules=["beta_curv", "hybrid", "constant", "beta"], seeds=[0],
+                    controls=["constant_matched"])
+    assert reported_schedules(matrix) == ["constant", "beta", "hybrid", "beta_curv", "constant_matched"]

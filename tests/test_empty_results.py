@@ -13,7 +13,7 @@ from betasched.analysis.compare import long_frames, summarize
 from betasched.analysis.records import RunRecord, load_overlap, load_repair
 from betasched.analysis.report import regime, regime_facts, regime_word, render
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, smoke_params
 TARGETS = [0.5, 0.8]
 
 
@@ -69,10 +69,8 @@ def test_claims_and_report_on_empty_results(case):
     seeds = sorted({r.seed for r in runs})
     claims = claim_rows(runs, overlap, repair, 0.99, TARGETS, seeds, Rules())
     summary_metrics(claims)
-    params = {"preset": "smoke", "matrix": {"seeds": seeds, "optimizers": sorted({r.optimizer for r in runs}),
-                                            "schedules": sorted({r.schedule for r in runs}), "controls": []},
-              "data": {"n_train": None}, "train": {"epochs": 2, "batch_size": 64}, "model": {"width": 4},
-              "optim": {"sgd": {"lr": 0.1}}}
+    params = smoke_params(matrix={"seeds": seeds, "optimizers": sorted({r.optimizer for r in runs}),
+                                  "schedules": sorted({r.schedule for r in runs}), "controls": []})
     meta = {"regime": regime_facts(runs, params, None),"data_copy": "synthetic", "data_sha256": "0" * 64, "device": "cpu", "precision": "fp32 / 1",
             "min_seeds": 3, "damping": None, "cpu_class": "test",
             "targets": {"rule": "fixed", "values": TARGETS, "pilot_final_val_acc": {}, "fractions": [],
@@ -109,8 +107,8 @@ def test_the_compare_stage_on_one_arm_that_reaches_nothing(tmp_path):
 
 def test_the_regime_line_says_data_length_accuracy_and_tuning():
     runs = CASES["nothing reached"]
-    params = {"data": {"n_train": 8000}, "train": {"epochs": 12, "batch_size": 128}, "model": {"width": 16},
-              "optim": {"sgd": {"lr": 0.1}}}
+    params = smoke_params(data={"n_train": 8000}, train={"epochs": 12, "batch_size": 128}, model={"width": 16},
+                          optim={"sgd": {"lr": 0.1}})
     facts = regime_facts(runs, params, {"arms": {"sgd/constant": {"lr": 0.05}, "sgd/beta": {"lr": 0.2}}})
     ref = [r.final_test_acc for r in runs if r.optimizer == "sgd" and r.schedule == "constant" and not r.diverged]
     assert facts["reference_final_test_acc"] == pytest.approx(sum(ref) / len(ref)) and facts["tuned"]

@@ -93,11 +93,11 @@ def test_mcnemar_exact_on_known_tables():
 def test_bad_budget_and_groups(tiny):
     model, data = tiny
     x, y = data["x_train"].float(), data["y_train"]
-    with pytest.raises(ConfigError, match="steps=0"):
+    with pytest.raises(ConfigError, match="^steps=0"):
         Budget(steps=0)
-    with pytest.raises(ValueError, match="repair.lr=inf"):
+    with pytest.raises(ValueError, match="^lr=inf"):
         Budget(steps=1, lr=float("inf"))
-    with pytest.raises(TypeError, match="repair.steps='3'"):
+    with pytest.raises(TypeError, match="^steps='3'"):
         Budget(steps="3")
     with pytest.raises(ConfigError, match="group list is empty"):
         surgical_finetune(model, [], x, y, Budget(steps=1))

@@ -11,9 +11,10 @@ import torch
 import yaml
 
 from betasched.analysis.targets import TargetRule
-from betasched.analysis.tuning import TuneSpec, choose, plateau, spec_from_params
+from betasched.analysis.tuning import TuneSpec, choose, plateau, spec_from_section
 from betasched.core.errors import ConfigError
-from betasched.pipeline.params import peak_lr, run_config, tuned_lr
+from betasched.pipeline.config import Matrix
+from betasched.pipeline.params import load_params, peak_lr, run_config, tuned_lr
 from betasched.pipeline.tune import pilot_runs
 from conftest import ROOT, env_with_venv, make_repo
 
@@ -57,18 +58,13 @@ def test_a_bad_grid_is_refused(grid, tie, message):
         TuneSpec(grid=grid, tie=tie)
 
 
-def _params(**tune):
-    return {"tune": {"grid": {}, "tie": 0.0, **tune}, "optim": {"sgd": {"lr": 0.1}, "adam": {"lr": 1e-3}},
-            "targets": {"pilot_seeds": [1000]}}
-
-
 def test_the_grid_names_an_optimizer_of_params_and_needs_pilot_seeds():
+    optimizers = ("sgd", "adam")
     with pytest.raises(ConfigError, match=r"tune.grid names \['sgdd'\]"):
-        spec_from_params(_params(grid={"sgdd": [0.1]}))
-    p = _params(grid={"sgd": [0.1]})
-    p["targets"]["pilot_seeds"] = []
+        spec_from_section({"grid": {"sgdd": [0.1]}, "tie": 0.0}, optimizers, [1000])
+    assert spec_from_section({"grid": {"sgd": [0.1]}, "tie": 0.0}, optimizers, [1000]).enabled
     with pytest.raises(ConfigError, match="targets.pilot_seeds is empty"):
-        spec_from_params(p)
+        spec_from_section({"grid": {"sgd": [0.1]}, "tie": 0.0}, optimizers, [])
 
 
 def test_pilot_and_verdict_seeds_are_disjoint():
@@ -76,8 +72,7 @@ def test_pilot_and_verdict_seeds_are_disjoint():
     with pytest.raises(ConfigError, match=r"share \[3\]"):
         rule.check_against([0, 1, 2, 3])
     spec, rule = TuneSpec(grid={"sgd": (0.05, 0.1)}), TargetRule(rule="pilot", pilot_seeds=(1000, 1001))
-    params = {"matrix": {"optimizers": ["sgd"], "schedules": ["constant", "beta"], "seeds": [0, 1]}}
-    runs = pilot_runs(params, spec, rule)
+    runs = pilot_runs(Matrix(optimizers=["sgd"], schedules=["constant", "beta"], seeds=[0, 1], controls=[]), spec, rule)
     assert {seed for *_, seed in runs} == {1000, 1001}  # every pilot on a pilot seed, none on a verdict seed
     assert len(runs) == 2 * 2 * 2 and {lr for _, _, lr, _ in runs} == {0.05, 0.1}
 
@@ -87,8 +82,8 @@ def test_verdict_runs_take_the_tuned_lr_and_the_control_takes_betas():
     assert tuned_lr(tuned, "sgd", "constant_matched") == 0.2  # momentum 0.9 at beta's effective step
     assert tuned_lr(tuned, "sgd", "beta_lam0.3") == 0.2  # the lambda ablation varies lambda, not the LR
     assert tuned_lr(tuned, "adam", "beta") is None and tuned_lr({}, "sgd", "beta") is None
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert peak_lr(params, "adam", "beta", tuned) == params["optim"]["adam"]["lr"]  # untuned: params' LR
+    params = load_params(ROOT / "params.yaml")
+    assert peak_lr(params, "adam", "beta", tuned) == params.optim["adam"].lr  # untuned: params' LR
     cfg = run_config(params, "sgd", "constant_matched", 0, lr=tuned_lr(tuned, "sgd", "constant_matched"))
     assert cfg.lr == 0.2
 
@@ -161,7 +156,7 @@ def test_tune_arms_restricts_the_tuned_arms_and_constant_untuned_is_never_tuned(
     # the reference left out of tune.arms: untuned, so its pilots run at optim.sgd.lr for the targets
     only_beta = TuneSpec(grid={"sgd": (0.05, 0.1)}, only=("sgd/beta",))
     assert only_beta.arms(["sgd"], ["constant", "beta"], "constant") == [("sgd", "beta")]
-    runs = pilot_runs({"matrix": {"optimizers": ["sgd"], "schedules": ["constant", "beta"]}}, only_beta,
+    runs = pilot_runs(Matrix(optimizers=["sgd"], schedules=["constant", "beta"], seeds=[0], controls=[]), only_beta,
                       TargetRule(rule="pilot", pilot_seeds=(1000,)))
     assert runs == [("sgd", "beta", 0.05, 1000), ("sgd", "beta", 0.1, 1000), ("sgd", "constant", None, 1000)]
     tuned = {"arms": {"sgd/constant": {"lr": 0.05}}}

@@ -76,13 +76,14 @@ def _version(package: str) -> str:
 
 
 def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, meta) -> str:
-    seeds = params["matrix"]["seeds"]
+    """REPORT.md (``params``: the pipeline's Params)."""
+    seeds = params.matrix.seeds
     t = meta["targets"]
     res = sorted({r.target_resolution_steps for r in runs})
     total = max(r.total_steps for r in runs)
     parts = [
         "# betasched: the paper's claims, measured",
-        f"Preset **{params['preset']}**, data **{meta['data_copy']}**, {len(seeds)} verdict seed(s) {seeds}. "
+        f"Preset **{params.preset}**, data **{meta['data_copy']}**, {len(seeds)} verdict seed(s) {seeds}. "
         "Written by `dvc repro` (stage `report`); rules in `src/betasched/analysis/claims.py`.",
         f"**Regime**: {regime(meta['regime'])}.",
         f"**Targets** {t['values']} (the paper's 90% / 95% map to the first / last): {_target_rule(t)}; fixed by the "
@@ -109,7 +110,7 @@ def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, m
     parts += _time_to_target(runs, params, meta["targets"]["values"])
     parts += scan_section(meta.get("damping"))
     parts += _overlap(overlap)
-    parts += _repair(repair, 1 - params.get("stats", {}).get("level", 0.95))
+    parts += _repair(repair, 1 - params.stats.level)
     parts.append("## Figures")
     parts += [f"![{name}](plots/{name}.png)" for name in
               ("accuracy", "momentum_schedules", "steps_to_target", "attribution", "repair")]
@@ -142,10 +143,10 @@ def regime_facts(runs, params, tuned: dict | None) -> dict:
     ref = [r.final_test_acc for r in runs if r.optimizer == "sgd" and r.schedule == "constant" and not r.diverged]
     acc = _mean(ref) if ref else None
     arms = (tuned or {}).get("arms") or {}
-    return {"word": regime_word(acc), "n_train": params["data"].get("n_train"), "epochs": params["train"]["epochs"],
-            "steps": max(r.total_steps for r in runs), "batch_size": params["train"]["batch_size"],
-            "width": params["model"]["width"], "reference_final_test_acc": acc, "tuned": bool(arms),
-            "lrs": {a: c["lr"] for a, c in arms.items()} or {"sgd": params["optim"]["sgd"]["lr"]}}
+    return {"word": regime_word(acc), "n_train": params.data.n_train, "epochs": params.train.epochs,
+            "steps": max(r.total_steps for r in runs), "batch_size": params.train.batch_size,
+            "width": params.model.width, "reference_final_test_acc": acc, "tuned": bool(arms),
+            "lrs": {a: c["lr"] for a, c in arms.items()} or {"sgd": params.optim["sgd"].lr}}
 
 
 def regime(facts: dict) -> str:
@@ -185,16 +186,15 @@ def tuning_section(tuned: dict | None) -> list[str]:
             _table(["arm", *lrs, "chosen LR"], rows)]
 
 
-def reported_schedules(params) -> list[str]:
-    """Every trained schedule, none left out (beta_curv, a newly registered rule): the paper's five
-    first, then the matrix's others in its order, then the controls."""
-    m = params["matrix"]
-    trained = [*m["schedules"], *(m.get("controls") or [])]
+def reported_schedules(matrix) -> list[str]:
+    """Every trained schedule of ``matrix`` (params.matrix), none left out (beta_curv, a newly
+    registered rule): the paper's five first, then the matrix's others in its order, then the controls."""
+    trained = [*matrix.schedules, *matrix.controls]
     return [s for s in FIVE if s in trained] + [s for s in trained if s not in FIVE]
 
 
 def _confound(runs, params, targets) -> list[str]:
-    seeds, scheds = params["matrix"]["seeds"], reported_schedules(params)
+    seeds, scheds = params.matrix.seeds, reported_schedules(params.matrix)
     rows = []
     for t in targets:
         for other in ("constant", "constant_matched", "constant_untuned"):
@@ -211,11 +211,11 @@ def _confound(runs, params, targets) -> list[str]:
 
 
 def _time_to_target(runs, params, targets) -> list[str]:
-    seeds, scheds = params["matrix"]["seeds"], reported_schedules(params)
+    seeds, scheds = params.matrix.seeds, reported_schedules(params.matrix)
     diverged = [f"{r.optimizer}/{r.schedule}/s{r.seed} (step {r.diverged_at_step})" for r in runs if r.diverged]
     parts = ["## Time to target",
              "Diverged runs (counted as never reaching a target): " + (", ".join(diverged) or "none") + "."]
-    for opt in params["matrix"]["optimizers"]:
+    for opt in params.matrix.optimizers:
         own = [s for s in scheds if any(r.optimizer == opt and r.schedule == s for r in runs)]
         tt = time_to_target(runs, opt, own, targets, seeds)
         final = {s: _mean([r.final_test_acc for r in runs if r.optimizer == opt and r.schedule == s
@@ -316,10 +316,10 @@ def _repair(repair: RepairRecord, alpha: float = 0.05) -> list[str]:
 
 def _provenance(params, meta) -> list[str]:
     return ["## Provenance", _table(["item", "value"], [
-        ["preset", params["preset"]], ["data copy", meta["data_copy"]],
+        ["preset", params.preset], ["data copy", meta["data_copy"]],
         ["data sha256", meta.get("data_sha256", "n/a")[:16]], ["device", meta["device"]],
         ["precision / threads per run", meta["precision"]], ["CPU class (runs)", meta["cpu_class"]],
-        ["CPU pin (train.cpu_isa)", params.get("train", {}).get("cpu_isa", "auto")], ["torch", _version("torch")],
+        ["CPU pin (train.cpu_isa)", params.train.cpu_isa], ["torch", _version("torch")],
         ["python", platform.python_version()],
     ]), "The git commit of each run is an MLflow tag; wall times are printed by `make repro` "
         "(`python -m betasched.pipeline.timings`) and kept in `timings/`, outside DVC's outputs."]

@@ -60,12 +60,10 @@ class TargetRule:
         return [round(round(f * ref / 0.005) * 0.005, 3) for f in self.fractions]
 
 
-def rule_from_params(params: dict) -> TargetRule:
-    t = params.get("targets")
-    if not isinstance(t, dict):
-        raise ConfigError("params section targets is missing: recompose params.yaml with `make params`")
+def rule_from_section(t: dict, verdict_seeds) -> TargetRule:
+    """params' targets section as the rule, checked against the verdict seeds (matrix.seeds)."""
     rule = TargetRule(rule=t.get("rule"), fractions=tuple(t.get("fractions") or ()), values=tuple(t.get("values") or ()),
                       pilot_seeds=tuple(t.get("pilot_seeds") or ()), reference=t.get("reference", "constant"),
                       plateau_evals=t.get("plateau_evals", 1))
-    rule.check_against(params["matrix"]["seeds"])
+    rule.check_against(verdict_seeds)
     return rule

@@ -60,19 +60,18 @@ class TuneSpec:
         return arms
 
 
-def spec_from_params(params: dict) -> TuneSpec:
-    t = params.get("tune")
-    if not isinstance(t, dict):
-        raise ConfigError("params section tune is missing: recompose params.yaml with `make params`")
+def spec_from_section(t: dict, optimizers, pilot_seeds) -> TuneSpec:
+    """params' tune section as the spec (``optimizers``: those of the optim section; ``pilot_seeds``:
+    targets.pilot_seeds, which tuning runs on)."""
     grid = t.get("grid") or {}
     if isinstance(grid, dict):
-        unknown = sorted(set(grid) - set(params.get("optim") or {}))
+        unknown = sorted(set(grid) - set(optimizers))
         if unknown:
             raise ConfigError(f"tune.grid names {unknown}: tune an optimizer of the optim section")
     spec = TuneSpec(grid={k: tuple(v) if isinstance(v, (list, tuple)) else (() if v is None else v)
                           for k, v in grid.items()} if isinstance(grid, dict) else grid,
                     tie=t.get("tie", 0.0), only=tuple(t.get("arms") or ()))
-    if spec.enabled and not (params.get("targets") or {}).get("pilot_seeds"):
+    if spec.enabled and not pilot_seeds:
         raise ConfigError("tune.grid is set but targets.pilot_seeds is empty: tuning runs on the pilot seeds; "
                           "list seeds that no verdict uses")
     return spec

@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from ..core import checks
+from ..core.errors import ConfigError
 from .stats import LEVEL, Interval, finite, holm
 
 # the direction tests of the report's verdicts; claim 4a and 4c one per optimizer, claim 5 one per other method
@@ -35,14 +37,38 @@ DEFAULT_FAMILY = ("1", "2", "2.control", "3", "4a", "4c", "5")
 
 @dataclass(frozen=True)
 class Rules:
-    """The verdict rules of params' stats section, read once (pipeline.compose.check_stats, which
-    checks each field and builds this with ``Rules.from_section``)."""
+    """The verdict rules of params' stats section, read once (``Rules.from_params_section`` checks
+    each field)."""
     min_seeds: int = 3
     level: float = LEVEL
     paper_seeds: int = 1  # the paper's numbers come from this many seeds: 1 -> judged by a prediction interval
     family: tuple = DEFAULT_FAMILY
     claim2_control: tuple = (0.9, 1.0 / 0.9)  # equivalence margin of constant_matched / beta
     margins: dict = field(default_factory=dict)  # claim id -> (low, high): the paper's number's equivalence band
+
+    @classmethod
+    def from_params_section(cls, st: dict) -> "Rules":
+        """params' stats section, checked field by field, as the verdict rules."""
+        checks.integer(st.get("min_seeds"), "stats.min_seeds", low=2)
+        checks.number(st.get("level"), "stats.level", low=0.5, high=1, high_open=True)
+        checks.integer(st.get("paper_seeds", 1), "stats.paper_seeds", low=1)
+        family = st.get("family", list(DEFAULT_FAMILY))
+        if not isinstance(family, list) or not all(str(t) in DEFAULT_FAMILY for t in family):
+            raise ConfigError(f"stats.family={family!r}: a list of direction tests out of {sorted(DEFAULT_FAMILY)}")
+        for name, band in {**(st.get("equivalence") or {}), **(st.get("margins") or {})}.items():
+            if not (isinstance(band, list) and len(band) == 2 and all(isinstance(v, (int, float)) for v in band)
+                    and band[0] < band[1]):
+                raise ConfigError(f"stats margin {name}={band!r}: give [low, high] with low < high")
+        unknown = set(st.get("margins") or {}) - {"2", "4b", "4d"}  # the claims that state a number
+        if unknown:
+            raise ConfigError(f"stats.margins names {sorted(unknown)}: only claims 2, 4b and 4d state a number")
+        if set(st.get("equivalence") or {}) - {"claim2_control"}:
+            raise ConfigError(f"stats.equivalence={st['equivalence']!r}: the only equivalence test is claim2_control")
+        lo, hi = (st.get("equivalence") or {}).get("claim2_control", [0.9, 1.111])
+        if not lo < 1 < hi:
+            raise ConfigError(f"stats.equivalence.claim2_control=[{lo}, {hi}]: a margin around a ratio of 1 must "
+                              "hold 1")
+        return cls.from_section({**st, "family": [str(t) for t in family]})
 
     @classmethod
     def from_section(cls, st: dict) -> "Rules":

@@ -38,9 +38,9 @@ class AttributionSettings:
     n_groups: int | None = None
 
     def __post_init__(self):
-        checks.choice(self.method, "attribution.method", METHODS)
-        checks.choice(self.granularity, "attribution.granularity", GRANULARITIES)
-        checks.integer(self.batch_size, "attribution.batch_size")
+        checks.choice(self.method, "method", METHODS)
+        checks.choice(self.granularity, "granularity", GRANULARITIES)
+        checks.integer(self.batch_size, "batch_size")
         check_k(self.k, self.n_groups)
 
 
@@ -52,7 +52,7 @@ def layer_groups(model: nn.Module, granularity: str = "group") -> "OrderedDict[s
     elif granularity == "module":
         items = ((n, m) for n, m in model.named_modules() if isinstance(m, _LEAF_TYPES))
     else:
-        checks.choice(granularity, "attribution.granularity", GRANULARITIES)
+        checks.choice(granularity, "granularity", GRANULARITIES)
     groups = OrderedDict((n, list(m.parameters())) for n, m in items)
     return OrderedDict((n, ps) for n, ps in groups.items() if ps)
 

@@ -42,9 +42,9 @@ def number(value, name: str, low: float | None = None, high: float | None = None
            low_open: bool = False, high_open: bool = False) -> float:
     """A finite number within [low, high] (either end open when asked)."""
     if not _is_number(value):
-        raise ConfigTypeError(f"{name}={show(value)} must be a number")
+        raise ConfigTypeError(f"{name}={show(value)} must be a number", field=name)
     if not math.isfinite(value):
-        raise ConfigError(f"{name}={show(value)} must be a finite number")
+        raise ConfigError(f"{name}={show(value)} must be a finite number", field=name)
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if below or above:
@@ -52,25 +52,25 @@ def number(value, name: str, low: float | None = None, high: float | None = None
         hi = "" if high is None else f"{high}{')' if high_open else ']'}"
         where = f"in {lo}, {hi}" if low is not None and high is not None else \
             (f"{'>' if low_open else '>='} {low}" if low is not None else f"{'<' if high_open else '<='} {high}")
-        raise ConfigError(f"{name}={show(value)} must be {where}")
+        raise ConfigError(f"{name}={show(value)} must be {where}", field=name)
     return value
 
 
 def positive(value, name: str) -> float:
     if not _is_number(value):
-        raise ConfigTypeError(f"{name}={show(value)} must be a number > 0")
+        raise ConfigTypeError(f"{name}={show(value)} must be a number > 0", field=name)
     if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}={show(value)} must be a finite number > 0")
+        raise ConfigError(f"{name}={show(value)} must be a finite number > 0", field=name)
     return value
 
 
 def integer(value, name: str, low: int | None = 1, high: int | None = None) -> int:
     """An integer in [low, high]; a float with an integer value (3.0) is refused too."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigTypeError(f"{name}={show(value)} must be an integer")
+        raise ConfigTypeError(f"{name}={show(value)} must be an integer", field=name)
     if (low is not None and value < low) or (high is not None and value > high):
         span = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name}={show(value)} must be an integer {span}")
+        raise ConfigError(f"{name}={show(value)} must be an integer {span}", field=name)
     return value
 
 
@@ -82,7 +82,7 @@ def seed(value, name: str) -> int:
 def boolean(value, name: str) -> bool:
     """true or false (YAML's), not 0 / 1 or a string."""
     if not isinstance(value, bool):
-        raise ConfigTypeError(f"{name}={show(value)} must be true or false")
+        raise ConfigTypeError(f"{name}={show(value)} must be true or false", field=name)
     return value
 
 
@@ -90,18 +90,18 @@ def choice(value, name: str, choices) -> str:
     """One of ``choices``. A name can reach a shell (DVC's matrix names its stages with it), so a
     choice is also refused unless it is of [a-z0-9_-] (not starting with '-'), whatever ``choices`` holds."""
     if not isinstance(value, str) or value not in choices or not NAME.fullmatch(value):
-        raise ConfigError(f"unknown {name} {show(value)}: choose one of {', '.join(choices)}")
+        raise ConfigError(f"unknown {name} {show(value)}: choose one of {', '.join(choices)}", field=name)
     return value
 
 
 def unique(values, name: str) -> list:
     """A non-empty list without repeats (a repeated seed or schedule would be counted twice)."""
     if not isinstance(values, (list, tuple)) or not values:
-        raise ConfigError(f"{name}={show(values)} must be a non-empty list")
+        raise ConfigError(f"{name}={show(values)} must be a non-empty list", field=name)
     seen = set()
     for v in values:
         key = repr(v)
         if key in seen:
-            raise ConfigError(f"{name} lists {show(v)} twice: each entry must appear once")
+            raise ConfigError(f"{name} lists {show(v)} twice: each entry must appear once", field=name)
         seen.add(key)
     return list(values)

@@ -98,8 +98,8 @@ def stability_ratio(alpha: float, mu: float, lam: float) -> float:
 def check_band(band) -> tuple[float, float]:
     """A band [low, high] around zeta = 1, with 0 < low <= 1 <= high."""
     if not isinstance(band, (list, tuple)) or len(band) != 2:
-        raise ConfigError(f"scan.band={band!r} must be an interval [low, high] around 1")
-    low, high = (checks.number(b, "scan.band entry", low=0, low_open=True) for b in band)
+        raise ConfigError(f"band={band!r} must be an interval [low, high] around 1", field="band")
+    low, high = (checks.number(b, "band entry", low=0, low_open=True) for b in band)
     if not low <= 1.0 <= high:
-        raise ConfigError(f"scan.band={list(band)} must be an interval [low, high] with low <= 1 <= high")
+        raise ConfigError(f"band={list(band)} must be an interval [low, high] with low <= 1 <= high", field="band")
     return low, high

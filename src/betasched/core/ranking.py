@@ -9,7 +9,7 @@ from . import checks
 
 def check_k(k, n_groups: int | None) -> int:
     """k problem layers out of n_groups: 0 < k < n_groups, so that the choice means something."""
-    return checks.integer(k, "attribution.k", 1, None if n_groups is None else n_groups - 1)
+    return checks.integer(k, "k", 1, None if n_groups is None else n_groups - 1)
 
 
 def ranking(scores: dict[str, float]) -> list[str]:

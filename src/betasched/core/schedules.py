@@ -80,13 +80,13 @@ class Option:
         self.kind, self.choices = kind, choices
 
     def check(self, schedule: str, key: str, value) -> None:
-        where = f"momentum.{schedule}.{key}"
+        where = f"{schedule}.{key}"
         if self.kind == "flag":
             checks.boolean(value, where)
             return
         if self.kind == "choice":
             if value not in self.choices:
-                raise ConfigError(f"unknown {where} {show(value)}: choose one of {', '.join(self.choices)}")
+                raise ConfigError(f"unknown {where} {show(value)}: choose one of {', '.join(self.choices)}", field=where)
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigTypeError(f"schedule {schedule!r}: {escape(key)}={show(value)} must be a number")
@@ -97,9 +97,9 @@ class Option:
         if self.kind == "curvature" and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"schedule {schedule!r}: {key}={value} must be a curvature > 0")
         if self.kind == "tolerance" and not 0.0 <= value < 1.0:
-            raise ConfigError(f"{where}={value} must be in [0, 1) (0: every Lanczos step)")
+            raise ConfigError(f"{where}={value} must be in [0, 1) (0: every Lanczos step)", field=where)
         if self.kind == "count" and (not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{where}={value!r} must be an integer >= 1")
+            raise ConfigError(f"{where}={value!r} must be an integer >= 1", field=where)
 
 
 MOMENTUM, FRACTION, CURVATURE = Option("momentum"), Option("fraction"), Option("curvature")
@@ -216,7 +216,7 @@ def check_options(name: str, options: dict) -> dict:
     """Reject options a rule does not take, and values outside their range."""
     schedule = get_schedule(name)
     if not isinstance(options, dict):
-        raise ConfigTypeError(f"momentum.{name} must be a mapping of options, not {show(options)}")
+        raise ConfigTypeError(f"{name} must be a mapping of options, not {show(options)}", field=name)
     known = {**schedule.options, "max_momentum": MOMENTUM}
     for key, value in options.items():
         if key in known:

@@ -35,10 +35,10 @@ class Budget:
     autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: the forward pass under autocast
 
     def __post_init__(self):
-        checks.integer(self.steps, "repair.steps")
-        checks.positive(self.lr, "repair.lr")
-        checks.integer(self.batch_size, "repair.batch_size")
-        checks.number(self.weight_decay, "repair.weight_decay", low=0)
+        checks.integer(self.steps, "steps")
+        checks.positive(self.lr, "lr")
+        checks.integer(self.batch_size, "batch_size")
+        checks.number(self.weight_decay, "weight_decay", low=0)
         checks.integer(self.seed, "repair seed", low=0)
 
 

@@ -17,56 +17,21 @@ import yaml
 from ..core.checks import escape, show
 from ..core.errors import ConfigError
 from ..core.files import atomic_path
-from ..analysis.claims import DEFAULT_FAMILY, Rules
-from ..analysis.targets import rule_from_params
-from ..analysis.tuning import spec_from_params
-from ..core import checks
-from ..core.schedules import SCHEDULES, check_options
+from .config import Params
 from .params import load_params, presets, read_yaml, repo_root, validate
-from .scan import check_ablation, scan_settings
-from .study import attribution_settings
+from .sections import attribution_settings, check_scan, target_rule, tune_spec, verdict_rules
 from .treat import repair_budget
 
 
-def check_stats(params: dict) -> Rules:
-    """params' stats section, checked field by field, as the verdict rules."""
-    st = params.get("stats")
-    if not isinstance(st, dict):
-        raise ConfigError("params section stats is missing: recompose params.yaml with `make params`")
-    checks.integer(st.get("min_seeds"), "stats.min_seeds", low=2)
-    checks.number(st.get("level"), "stats.level", low=0.5, high=1, high_open=True)
-    checks.integer(st.get("paper_seeds", 1), "stats.paper_seeds", low=1)
-    family = st.get("family", list(DEFAULT_FAMILY))
-    known = {"1", "2", "2.control", "3", "4a", "4c", "5"}
-    if not isinstance(family, list) or not all(str(t) in known for t in family):
-        raise ConfigError(f"stats.family={family!r}: a list of direction tests out of {sorted(known)}")
-    for name, band in {**(st.get("equivalence") or {}), **(st.get("margins") or {})}.items():
-        if not (isinstance(band, list) and len(band) == 2 and all(isinstance(v, (int, float)) for v in band)
-                and band[0] < band[1]):
-            raise ConfigError(f"stats margin {name}={band!r}: give [low, high] with low < high")
-    unknown = set(st.get("margins") or {}) - {"2", "4b", "4d"}  # the claims that state a number
-    if unknown:
-        raise ConfigError(f"stats.margins names {sorted(unknown)}: only claims 2, 4b and 4d state a number")
-    if set(st.get("equivalence") or {}) - {"claim2_control"}:
-        raise ConfigError(f"stats.equivalence={st['equivalence']!r}: the only equivalence test is claim2_control")
-    lo, hi = (st.get("equivalence") or {}).get("claim2_control", [0.9, 1.111])
-    if not lo < 1 < hi:
-        raise ConfigError(f"stats.equivalence.claim2_control=[{lo}, {hi}]: a margin around a ratio of 1 must hold 1")
-    return Rules.from_section({**st, "family": [str(t) for t in family]})
-
-
-def check_all(params: dict, root: str | Path | None = None) -> None:
-    validate(params, root)
-    for name, options in params["momentum"].items():  # every rule's options, trained or not
-        if name in SCHEDULES:
-            check_options(name, dict(options or {}))
-    rule_from_params(params)
-    spec_from_params(params)
-    check_stats(params)
+def check_all(params: Params) -> None:
+    """Every section at once. load_params checked each section's own fields and every trained arm's
+    RunConfig; here, the library objects that the later stages build from theirs."""
+    target_rule(params)
+    tune_spec(params)
+    verdict_rules(params)
     attribution_settings(params)
-    repair_budget(params, params["matrix"]["seeds"][0])
-    scan_settings(params)
-    check_ablation(params)
+    check_scan(params)
+    repair_budget(params, params.matrix.seeds[0])
 
 
 def compose_params(overrides: list[str] = (), root: str | Path | None = None) -> Path:
@@ -86,7 +51,7 @@ def compose_params(overrides: list[str] = (), root: str | Path | None = None) ->
             raise ConfigError(f"cannot compose params from conf/ with [{', '.join(map(show, overrides))}]: "
                               f"{escape(first, 120)}") from exc
         tmp.write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
-        check_all(yaml.safe_load(tmp.read_text()), root)
+        check_all(validate(yaml.safe_load(tmp.read_text()), root))
         record_preset(overrides, root)
     return out
 

@@ -161,7 +161,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", default="auto", help="workers: a number, or auto (the GPUs, else the cores)")
     a = p.parse_args(argv)
-    threads = load_params()["train"]["threads"]
+    threads = load_params().train.threads
     gpus = visible_gpus()
     if a.jobs == "auto":
         jobs = len(gpus) or max(1, (os.cpu_count() or 1) // threads)

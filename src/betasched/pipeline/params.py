@@ -4,6 +4,7 @@ the object it guards. The diagnostic sections are checked by the stages that use
 of it at once by `betasched.pipeline.compose` (at compose time and first thing in `make repro`)."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import os
@@ -15,16 +16,10 @@ import yaml
 from ..core import checks
 from ..core.checks import escape, show
 from ..core.errors import ConfigError
-from ..core.schedules import LR_FOLLOWS, SCHEDULES
-from ..training.data import check_data_config
+from ..core.schedules import LR_FOLLOWS
 from ..training.engine import OPTIMIZERS, RunConfig
+from .config import Params, Train, option_keys, params_keys, section_keys
 
-SECTIONS = ("preset", "schedule", "matrix", "train", "optim", "momentum", "model", "data",
-            "attribution", "repair", "targets", "tune", "stats")
-# Bounds that a run fits in: 100x the paper's 100 epochs; 16x ResNet-18's standard width of 64
-# (2.9e9 parameters, 35 GB with gradients and momentum in fp32): beyond them a typo, not a study.
-MAX_EPOCHS = 10_000
-MAX_WIDTH = 1024
 
 
 def repo_root(start: str | Path | None = None) -> Path:
@@ -114,7 +109,8 @@ def check_keys(params: dict, known: set[str]) -> None:
                           "of conf/")
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """params.yaml, read once into the typed, checked Params (its keys checked against conf/ first)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} not found: run from the repo root, or `make params` to compose it")
@@ -127,8 +123,7 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where} ({getattr(exc, 'problem', None) or exc}): "
                           "fix it, or recompose it with `make params`") from exc
-    validate(params, path.parent)
-    return params
+    return validate(params, path.parent)
 
 
 TARGETS_FILE = Path("targets/targets.json")
@@ -171,20 +166,18 @@ def tuned_lr(tuned: dict | None, optimizer: str, schedule: str) -> float | None:
     return None if arm is None else float(arm["lr"])
 
 
-def peak_lr(params: dict, optimizer: str, schedule: str, tuned: dict | None = None) -> float:
+def peak_lr(params: Params, optimizer: str, schedule: str, tuned: dict | None = None) -> float:
     """The peak LR an arm trains at: the tune stage's choice, else optim.<optimizer>.lr."""
     lr = tuned_lr(tuned, optimizer, schedule)
-    return float(params["optim"][optimizer]["lr"]) if lr is None else lr
+    return float(params.optim[optimizer].lr) if lr is None else lr
 
 
-def matrix_runs(params: dict) -> list[tuple[str, str, int]]:
+def matrix_runs(params: Params) -> list[tuple[str, str, int]]:
     """(optimizer, schedule label, seed) of every verdict run: the matrix, the controls (SGD), and
     the lambda ablation (SGD, beta_lam<lambda>)."""
-    m = params["matrix"]
-    runs = [(o, s, seed) for o in m["optimizers"] for s in m["schedules"] for seed in m["seeds"]]
-    runs += [("sgd", c, seed) for c in m.get("controls") or [] for seed in m["seeds"]]
-    lams = (params.get("ablation") or {}).get("lams") or []
-    return runs + [("sgd", f"beta_lam{lam:g}", seed) for lam in lams for seed in m["seeds"]]
+    seeds = params.matrix.seeds
+    runs = [(o, s, seed) for o, s in params.matrix.arms() for seed in seeds]
+    return runs + [("sgd", f"beta_lam{lam:g}", seed) for lam in params.ablation.lams for seed in seeds]
 
 
 # dvc.yaml's matrix stages that train: each axis with the params list it iterates, in dvc.yaml's order,
@@ -202,7 +195,7 @@ def _dvc_key(value) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def stage_run(params: dict, stage: str) -> tuple[str, str, int, float | None]:
+def stage_run(params: Params, stage: str) -> tuple[str, str, int, float | None]:
     """(optimizer, schedule, seed, lam) of a train@ / control@ / lam@ stage of dvc.yaml, found by its
     name alone (DVC passes it in $DVC_STAGE): every run of params.yaml's matrix is named as DVC names
     it, so that no value of params.yaml is ever pasted into a shell command."""
@@ -216,86 +209,58 @@ def stage_run(params: dict, stage: str) -> tuple[str, str, int, float | None]:
     lists = []
     for _, dotted in axes:
         section, key = dotted.split(".")
-        lists.append((params.get(section) or {}).get(key) or [])
+        lists.append(getattr(getattr(params, section), key))
     for combo in itertools.product(*lists):
         if "-".join(map(_dvc_key, combo)) == stage.split("@", 1)[1]:
             run = dict(zip((axis for axis, _ in axes), combo))
             lam = run.get("lam")
             if lam is not None:
-                lam = float(checks.positive(lam, "ablation.lams entry"))
+                lam = float(lam)  # checked by config.Ablation
             return run.get("optimizer", "sgd"), run.get("schedule", "beta"), run["seed"], lam
     raise ConfigError(f"--stage {show(stage)} is not a stage of params.yaml's matrix: `dvc stage list` names "
                       "its stages; run the stage through DVC, or give --optimizer, --schedule and --seed")
 
 
-def run_config(params: dict, optimizer: str, schedule: str, seed: int, targets=(0.5,),
+def run_config(params: Params, optimizer: str, schedule: str, seed: int, targets=(0.5,),
                lr: float | None = None) -> RunConfig:
     """The typed, checked settings of one training run (``targets``: those of the tune stage;
     a placeholder is enough to check the other settings; ``lr``: the tuned peak LR, else
     optim.<optimizer>.lr)."""
-    checks.choice(optimizer, "optimizer", OPTIMIZERS)
-    checks.choice(schedule, "schedule", SCHEDULES)
-    checks.seed(seed, "seed")
-    t, m = params["train"], params["momentum"]
-    checks.integer(t["epochs"], "train.epochs", high=MAX_EPOCHS)
-    checks.integer(params["model"]["width"], "model.width", high=MAX_WIDTH)
-    o = _section(params["optim"], optimizer, f"optim.{optimizer}")
+    if optimizer not in params.optim:  # RunConfig checks the names and the seed; here, what it cannot see
+        checks.choice(optimizer, "optimizer", OPTIMIZERS)
+        raise ConfigError(f"params section optim.{optimizer} is missing: recompose params.yaml with `make params`")
+    keys = {**section_keys("train", (f.name for f in dataclasses.fields(Train))),
+            **section_keys(f"optim.{optimizer}", ("lr", "weight_decay", "beta2")), "width": "model.width",
+            "max_momentum": "momentum.max_momentum", **option_keys(schedule, params.options(schedule))}
+    with params_keys(keys):
+        return _run_config(params, optimizer, schedule, seed, targets, lr)
+
+
+def _run_config(params: Params, optimizer: str, schedule: str, seed: int, targets, lr: float | None) -> RunConfig:
+    t, o = params.train, params.optim[optimizer]
     return RunConfig(
         optimizer=optimizer, schedule=schedule, seed=seed,
-        epochs=t["epochs"], batch_size=t["batch_size"], lr=o["lr"] if lr is None else lr,
-        weight_decay=o.get("weight_decay", 0.0), beta2=o.get("beta2", 0.999),
-        warmup_epochs=t["warmup_epochs"], eval_every=t["eval_every"],
-        targets=targets,
-        width=params["model"]["width"], max_momentum=m["max_momentum"],
-        schedule_options=dict(m.get(schedule) or {}),
-        device=t.get("device", "auto"), channels_last=t.get("channels_last", True),
-        compile=t.get("compile", False), threads=t.get("threads", 1), precision=t.get("precision", "auto"),
-        cpu_isa=t.get("cpu_isa", "auto"),
-        nproc=t.get("nproc", 1), checkpoint_every=t.get("checkpoint_every", 0),
-        refine_targets=t.get("refine_targets", False), refine_margin=t.get("refine_margin", RunConfig.refine_margin),
-        keep_points=t.get("keep_points", 0),
-        progress=t.get("progress", True),
+        epochs=t.epochs, batch_size=t.batch_size, lr=o.lr if lr is None else lr,
+        weight_decay=o.weight_decay, **({} if o.beta2 is None else {"beta2": o.beta2}),
+        warmup_epochs=t.warmup_epochs, eval_every=t.eval_every, targets=targets,
+        width=params.model.width, max_momentum=params.momentum.max_momentum,
+        schedule_options=params.options(schedule),
+        device=t.device, channels_last=t.channels_last, compile=t.compile, threads=t.threads,
+        precision=t.precision, cpu_isa=t.cpu_isa, nproc=t.nproc, checkpoint_every=t.checkpoint_every,
+        refine_targets=t.refine_targets, refine_margin=t.refine_margin, keep_points=t.keep_points,
+        progress=t.progress,
     )
 
 
-def _section(params: dict, key: str, name: str | None = None) -> dict:
-    value = params.get(key) if isinstance(params, dict) else None
-    if not isinstance(value, dict):
-        what = "missing" if value is None else f"{value!r}, not a mapping"
-        raise ConfigError(f"params section {name or key} is {what}: recompose params.yaml with `make params`")
-    return value
-
-
-def validate(params, root: str | Path | None = None) -> None:
-    """Check the structure, the matrix, every training run's settings and the data section."""
-    if not isinstance(params, dict):
+def validate(raw, root: str | Path | None = None) -> Params:
+    """params as read, checked against conf/'s keys and presets, then built into Params (each
+    section checks its own fields), then every trained arm's RunConfig."""
+    if not isinstance(raw, dict):
         raise ConfigError("params.yaml is empty or not a mapping: recompose it with `make params`")
-    for key in SECTIONS[2:]:
-        _section(params, key)
     if (Path(root or repo_root()) / "conf" / "config.yaml").is_file():
-        check_keys(params, known_keys(root))
-        checks.choice(params.get("preset"), "preset", presets(root))
-    checks.choice(params.get("schedule"), "schedule", SCHEDULES)
-    matrix = params["matrix"]
-    optimizers = checks.unique(matrix.get("optimizers"), "matrix.optimizers")
-    schedules = checks.unique(matrix.get("schedules"), "matrix.schedules")
-    seeds = checks.unique(matrix.get("seeds"), "matrix.seeds")
-    for seed in seeds:
-        checks.seed(seed, "matrix.seeds entry")
-    controls = matrix.get("controls") or []
-    if controls:
-        checks.unique(controls, "matrix.controls")
-    for name in controls:
-        checks.choice(name, "matrix.controls entry", SCHEDULES)
-        if name in schedules:
-            raise ConfigError(f"{name!r} is in matrix.schedules and matrix.controls: list it once (controls "
-                              "are trained for SGD only)")
-    for name in ("train.epochs", "train.batch_size", "train.warmup_epochs", "train.eval_every",
-                 "momentum.max_momentum", "model.width"):
-        section, key = name.split(".")
-        if key not in params[section]:
-            raise ConfigError(f"params.yaml lacks {name}: recompose it with `make params`")
-    for optimizer, schedule in [(o, s) for o in optimizers for s in schedules] + [("sgd", c) for c in controls]:
-        run_config(params, optimizer, schedule, seeds[0])
-    check_data_config(params["data"])
-
+        check_keys(raw, known_keys(root))
+        checks.choice(raw.get("preset"), "preset", presets(root))
+    params = Params.from_dict(raw)
+    for optimizer, schedule in params.matrix.arms():
+        run_config(params, optimizer, schedule, params.matrix.seeds[0])
+    return params

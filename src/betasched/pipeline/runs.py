@@ -26,6 +26,7 @@ from ..training.engine import RunConfig, train
 from ..training.state import STATE_KEYS
 from . import timings, tracking
 from .closure import import_closure
+from .config import Params
 from .params import load_targets, load_tuned, repo_root, run_config, tuned_lr
 
 RUNS_DIR = Path("runs")
@@ -104,7 +105,7 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR, *,
+def execute(params: Params, optimizer: str, schedule: str, seed: int, runs_dir: Path = RUNS_DIR, *,
             targets=None, pilot: bool = False, lam: float | None = None, lr: float | None = None) -> dict:
     """Train one run and write runs/<name>/ whole. A run killed mid-way resumes from its last
     checkpoint (and its MLflow run) when executed again with the same config, data and code.
@@ -137,7 +138,7 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
         ckpt.check_writable()
     state = ckpt.load()
     device = pick_device(cfg.device)
-    tags = tracking.standard_tags("pilot" if pilot else "train", params["preset"], str(device), manifest["data_copy"])
+    tags = tracking.standard_tags("pilot" if pilot else "train", params.preset, str(device), manifest["data_copy"])
     tags.update(optimizer=optimizer, schedule=label, seed=str(seed), run_key=key, eval_split=split)
     run_id = state.pop("mlflow_run_id") if state else None
     with tracking.run(name, tags, None if run_id else _logged_params(cfg, device, params, manifest),
@@ -156,7 +157,7 @@ def execute(params: dict, optimizer: str, schedule: str, seed: int, runs_dir: Pa
         timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start, mlflow_run_id=rid,
                       resumed_from_step=state["step"] if state else None)
         timings.record("train", name, timing)
-        logged = not pilot and tracking.wants_model(schedule == params["schedule"] and lam is None)
+        logged = not pilot and tracking.wants_model(schedule == params.schedule and lam is None)
         _log_result(summary, timing, runs_dir / name, result.model if logged else None, data, cfg.channels_last,
                     manifest)
     ckpt.remove()
@@ -201,13 +202,13 @@ def _log_result(summary: dict, timing: dict, folder: Path, model, data: dict, ch
 SERIES = ("loss", "lr", "lr_applied", "momentum", "effective_lr")
 
 
-def _logged_params(cfg: RunConfig, device, params: dict, manifest: dict) -> dict:
+def _logged_params(cfg: RunConfig, device, params: Params, manifest: dict) -> dict:
     """Flat, readable params with the values the run actually uses (precision and device resolved)."""
     from ..training.device import resolve_precision
 
     out = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "schedule_options", "targets")}
     out.update({f"momentum.{k}": v for k, v in cfg.schedule_options.items()})
-    out.update(precision=resolve_precision(cfg.precision, device), device=str(device), preset=params["preset"],
+    out.update(precision=resolve_precision(cfg.precision, device), device=str(device), preset=params.preset,
                data_copy=manifest["data_copy"], data_sha256=manifest["data_sha256"][:16],
                targets=",".join(f"{t:g}" for t in cfg.targets))
     return out
@@ -239,7 +240,7 @@ def _pilot(job) -> tuple[tuple, list[float] | None]:
     return (optimizer, schedule, lr, seed), [float(a) for a in evals.loc[evals["kind"] == "grid", "test_acc"]]
 
 
-def run_pilots(params: dict, runs: list[tuple[str, str, float | None, int]], folder: str | Path) -> dict:
+def run_pilots(params: Params, runs: list[tuple[str, str, float | None, int]], folder: str | Path) -> dict:
     """Pilot runs (optimizer, schedule, peak LR or None for optim.<opt>.lr, seed), on the validation
     split with no model kept, cores / train.threads at a time; returns each run's validation curve
     (None: diverged). Writes ``folder`` whole."""
@@ -254,7 +255,7 @@ def run_pilots(params: dict, runs: list[tuple[str, str, float | None, int]], fol
     with atomic_dir(folder) as tmp:
         if not runs:
             return {}
-        jobs = max(1, min(len(runs), (os.cpu_count() or 1) // params["train"]["threads"]))
+        jobs = max(1, min(len(runs), (os.cpu_count() or 1) // params.train.threads))
         tracking.setup()  # the store exists before the workers open it side by side
         work = [(params, run, str(tmp)) for run in runs]
         eta, curves = Eta(len(work), "pilots"), {}

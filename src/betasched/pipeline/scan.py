@@ -15,11 +15,9 @@ import pandas as pd
 from ..analysis.overlap import kendall
 from ..analysis.records import AttributionRecord, load_attribution
 from ..analysis.stats import expected_random_jaccard, jaccard
-from ..core import checks
 from ..core.attribution import layer_groups
 from ..core.curvature import curvature
-from ..core.curvature import BN_MODES
-from ..core.damping import DEFINED, LABELS, check_band, damping, label, stability_ratio
+from ..core.damping import DEFINED, LABELS, damping, label, stability_ratio
 from ..core.names import run_name
 from ..core.ranking import problem_layers
 from ..training.augment import normalize
@@ -28,35 +26,20 @@ from ..training.checkpoint import load_recorded, require_keys
 from ..training.model import ResNet18
 from ..training.progress import Eta
 from .runs import RUNS_DIR, retrain_command
-from .study import ATTRIBUTION_DIR, attribution_settings, studied_runs
+from .config import Optim, Params, Scan
+from .sections import check_scan
+from .study import ATTRIBUTION_DIR, studied_runs
 
 CONVENTIONS = ("paper", "lambda_max", "lambda_mean")
 
 
-def scan_settings(params: dict) -> dict:
-    s = params.get("scan")
-    if not isinstance(s, dict):
-        from ..core.errors import ConfigError
-
-        raise ConfigError("params section scan is missing: recompose params.yaml with `make params`")
-    checks.integer(s.get("batch_size"), "scan.batch_size")
-    checks.integer(s.get("steps"), "scan.steps")
-    checks.integer(s.get("samples"), "scan.samples")
-    checks.integer(s.get("seeds"), "scan.seeds")
-    check_band(s.get("band"))
-    checks.integer(s.get("probes"), "scan.probes")
-    checks.boolean(s.get("weight_decay"), "scan.weight_decay")
-    checks.choice(s.get("bn_mode"), "scan.bn_mode", BN_MODES)
-    return s
-
-
-def scanned_runs(params: dict) -> list[tuple[str, str, int]]:
+def scanned_runs(params: Params) -> list[tuple[str, str, int]]:
     """(optimizer, schedule, seed): the studied schedule and constant, both optimizers, the first
     scan.seeds verdict seeds."""
-    schedules = list(dict.fromkeys([params["schedule"], "constant"]))
-    seeds = params["matrix"]["seeds"][: params["scan"]["seeds"]]
-    return [(o, s, seed) for o in params["matrix"]["optimizers"] for s in schedules for seed in seeds
-            if s in params["matrix"]["schedules"]]
+    schedules = list(dict.fromkeys([params.schedule, "constant"]))
+    seeds = params.matrix.seeds[: params.scan.seeds]
+    return [(o, s, seed) for o in params.matrix.optimizers for s in schedules for seed in seeds
+            if s in params.matrix.schedules]
 
 
 def _precondition(model, second: dict, step: int, beta2: float, eps: float = 1e-8) -> dict:
@@ -86,7 +69,7 @@ def _group_damping(groups: dict, step_size: float, mu: float, band) -> dict:
             for g, e in groups.items() for d in [damping(step_size, mu, e["lambda_max"], band)]}
 
 
-def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: dict, optimizer: str, optim: dict, device,
+def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: Scan, optimizer: str, optim: Optim, device,
                rerun: str = "dvc repro train", by_group: bool = False) -> dict:
     """One kept point: the step's alpha and mu, the curvature with its error bars, and per
     convention zeta, zeta_d, the spectral radius and the label; the stability ratio and spectral mass.
@@ -99,21 +82,21 @@ def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: dict, optimizer:
     row = steps[steps["step"] == min(step + 1, int(steps["step"].max()))].iloc[0]  # the next step's alpha, mu
     alpha, mu = float(row["lr_applied"]), float(row["momentum"])
     adam = optimizer != "sgd" and blob.get("exp_avg_sq")
-    pre = _precondition(model, blob["exp_avg_sq"], step, optim.get("beta2", 0.999)) if adam else None
-    wd = optim.get("weight_decay", 0.0) if settings["weight_decay"] and optimizer in COUPLED_DECAY else 0.0
+    pre = _precondition(model, blob["exp_avg_sq"], step, 0.999 if optim.beta2 is None else optim.beta2) if adam else None
+    wd = optim.weight_decay if settings.weight_decay and optimizer in COUPLED_DECAY else 0.0
     lr_near_zero = alpha <= 0.01 * float(steps["lr_applied"].max())  # the cosine's end: alpha lam ~ 0 says little
     groups = layer_groups(model) if by_group and not lr_near_zero else None
-    est = curvature(model, x, y, groups, steps=settings["steps"], samples=settings["samples"], seed=step,
-                    precondition=pre, weight_decay=wd, bn_mode=settings["bn_mode"], probes=settings["probes"])
+    est = curvature(model, x, y, groups, steps=settings.steps, samples=settings.samples, seed=step,
+                    precondition=pre, weight_decay=wd, bn_mode=settings.bn_mode, probes=settings.probes)
     step_size = alpha * (1 - mu) if adam else alpha  # Adam's form: docs/adam-damping.md
-    band = settings["band"]
+    band = settings.band
     modes = {c: damping(step_size, mu, lam, band) for c, lam in
              (("paper", 1.0), ("lambda_max", est["lambda_max"]), ("lambda_mean", est["lambda_mean"]))}
     return {"step": step, "frac": step / int(steps["step"].max()), "alpha": alpha, "mu": mu, "step_size": step_size,
             "lr_near_zero": lr_near_zero,
             **{k: est[k] for k in ("lambda_max", "lambda_min", "residual", "lambda_mean", "lambda_mean_se")},
             "hvps": est["hvps"] + sum(g["hvps"] for g in est.get("groups", {}).values()),
-            "weight_decay": wd, "bn_mode": settings["bn_mode"], "preconditioned": bool(adam),
+            "weight_decay": wd, "bn_mode": settings.bn_mode, "preconditioned": bool(adam),
             **{k: {c: _finite(m[k]) for c, m in modes.items()} for k in ("zeta", "zeta_d", "spectral_radius")},
             "regime": {c: m["label"] for c, m in modes.items()},
             "stability_ratio": stability_ratio(step_size, mu, est["lambda_max"]),
@@ -121,9 +104,10 @@ def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: dict, optimizer:
             **({"groups": _group_damping(est["groups"], step_size, mu, band)} if groups else {})}
 
 
-def scan_runs(params: dict, data: dict, device, runs_dir: Path = RUNS_DIR) -> list[dict]:
-    settings = scan_settings(params)
-    n = settings["batch_size"]
+def scan_runs(params: Params, data: dict, device, runs_dir: Path = RUNS_DIR) -> list[dict]:
+    check_scan(params)
+    settings = params.scan
+    n = settings.batch_size
     if n > len(data["y_train"]):
         from ..core.errors import ConfigError
 
@@ -135,10 +119,10 @@ def scan_runs(params: dict, data: dict, device, runs_dir: Path = RUNS_DIR) -> li
     eta = Eta(sum(len(list((f / "points").glob("step_*.pt"))) for *_, f in runs), "scan")
     for opt, sched, seed, folder in runs:
         steps = pd.read_csv(folder / "steps.csv")
-        optim = params["optim"].get(opt, {})
+        optim = params.optim[opt]
         # The link to Localize reads each studied model's last point with per-group damping, so the
         # groups (7 more Lanczos runs) are measured there only: points from the last, until one has them.
-        grouped, points = sched != params["schedule"], []
+        grouped, points = sched != params.schedule, []
         for path in sorted((folder / "points").glob("step_*.pt"), reverse=True):
             point = scan_point(path, steps, x, y, settings, opt, optim, device, retrain_command(opt, sched, seed),
                                by_group=not grouped)
@@ -210,31 +194,7 @@ def localize_link(points: list[dict], records: list[AttributionRecord], k: int) 
                                     "keeps only the end point, or the attribution is per module or diverged)"}
 
 
-def scan_localize(params: dict, points: list[dict]) -> dict:
+def scan_localize(params: Params, points: list[dict]) -> dict:
     """localize_link on the attribution stage's records of the studied schedule's models."""
     records = [load_attribution(ATTRIBUTION_DIR / f"{e.run}.json") for e in studied_runs(params)]
-    return localize_link(points, records, attribution_settings(params).k)
-
-
-def check_ablation(params: dict) -> list[float]:
-    """ablation.lams: the curvature constants of the lambda ablation (SGD, beta), 1 excluded (the
-    beta arm is lambda = 1)."""
-    a = params.get("ablation")
-    lams = a.get("lams") if isinstance(a, dict) else None
-    if not isinstance(lams, list):
-        from ..core.errors import ConfigError
-
-        raise ConfigError("params section ablation.lams is missing: recompose params.yaml with `make params`")
-    if lams:
-        checks.unique(lams, "ablation.lams")
-    for lam in lams:
-        checks.positive(lam, "ablation.lams entry")
-        if lam == 1:
-            from ..core.errors import ConfigError
-
-            raise ConfigError("ablation.lams lists 1: lambda = 1 is the beta arm itself, drop it from the list")
-    if lams and "beta" not in params["matrix"]["schedules"]:
-        from ..core.errors import ConfigError
-
-        raise ConfigError("ablation.lams needs beta in matrix.schedules (its lambda = 1 reference)")
-    return lams
+    return localize_link(points, records, params.attribution.k)

@@ -6,16 +6,17 @@ from pathlib import Path
 
 from ..analysis.records import AttributionRecord, load_attribution
 from ..analysis.records import load_run
-from ..core import checks
-from ..core.attribution import AttributionSettings, attribute, mad_outliers, problem_layers, ranking
+from ..core.attribution import attribute, mad_outliers, problem_layers, ranking
 from ..core.errors import ConfigError
 from ..core.names import run_name
 from ..training.augment import normalize
 from ..training.device import pick_device, set_threads
-from ..training.model import GROUPS, load_model
+from ..training.model import load_model
 from . import tracking
+from .config import Params
 from .params import load_targets, run_config
 from .runs import RUNS_DIR, retrain_command, run_key
+from .sections import attribution_settings
 
 ATTRIBUTION_DIR = Path("attribution")
 
@@ -37,41 +38,30 @@ class StudiedRun:
         return load_attribution(folder / f"{self.run}.json")
 
 
-def attribution_settings(params: dict) -> AttributionSettings:
-    a = params["attribution"]
-    checks.integer(a.get("threads", 1), "attribution.threads")
-    granularity = a.get("granularity", "group")
-    return AttributionSettings(method=a.get("method"), granularity=granularity, k=a.get("k"),
-                               batch_size=a.get("batch_size", 256),
-                               n_groups=len(GROUPS) if granularity == "group" else None)
-
-
-def studied_runs(params: dict, runs_dir: Path = RUNS_DIR) -> list[StudiedRun]:
-    """One entry per (optimizer, seed) trained under params['schedule']."""
-    schedule = params["schedule"]
-    if schedule not in params["matrix"]["schedules"]:
-        raise ConfigError(
-            f"schedule={schedule!r} was not trained: add it to matrix.schedules "
-            f"({', '.join(params['matrix']['schedules'])})"
-        )
+def studied_runs(params: Params, runs_dir: Path = RUNS_DIR) -> list[StudiedRun]:
+    """One entry per (optimizer, seed) trained under the studied schedule (params.schedule)."""
+    schedule, matrix = params.schedule, params.matrix
+    if schedule not in matrix.schedules:
+        raise ConfigError(f"schedule={schedule!r} was not trained: add it to matrix.schedules "
+                          f"({', '.join(matrix.schedules)})")
     return [StudiedRun(o, s, schedule, run_name(o, schedule, s), runs_dir / run_name(o, schedule, s))
-            for o in params["matrix"]["optimizers"] for s in params["matrix"]["seeds"]]
+            for o in matrix.optimizers for s in matrix.seeds]
 
 
-def compute_device(params: dict, section: str):
+def compute_device(params: Params, threads: int):
     """The device of a diagnostic stage, with its own thread count (``<section>.threads``, a param:
     it changes CPU results at rounding level). These stages run alone, so they take every core."""
-    set_threads(params[section].get("threads", 1))
-    return pick_device(params["train"]["device"])
+    set_threads(threads)
+    return pick_device(params.train.device)
 
 
-def training_run_id(params: dict, entry: StudiedRun, data_sha256: str) -> str | None:
+def training_run_id(params: Params, entry: StudiedRun, data_sha256: str) -> str | None:
     """The MLflow run that trained this model (found by its run key), to log diagnostics into."""
     cfg = run_config(params, entry.optimizer, entry.schedule, entry.seed, targets=load_targets())
     return tracking.find_run(run_key(cfg, data_sha256))
 
 
-def attribute_run(entry: StudiedRun, data: dict, params: dict, device) -> AttributionRecord:
+def attribute_run(entry: StudiedRun, data: dict, params: Params, device) -> AttributionRecord:
     settings = attribution_settings(params)
     model = load_model(entry.dir / "model.pt", device, entry.rerun)
     diverged = load_run(entry.dir).diverged

@@ -145,12 +145,12 @@ def standard_tags(stage: str, preset: str, device: str, data_copy: str) -> dict:
     return tags
 
 
-def stage_tags(stage: str, params: dict, manifest: str | Path = "data/prepared/manifest.json") -> dict:
+def stage_tags(stage: str, params, manifest: str | Path = "data/prepared/manifest.json") -> dict:
     """Tags for an analysis stage: the device it would train on and the data copy in use."""
     from ..training.device import pick_device
 
     path = Path(manifest)
     copy = json.loads(path.read_text())["data_copy"] if path.is_file() else "unknown"
-    tags = standard_tags(stage, params["preset"], str(pick_device(params["train"]["device"])), copy)
-    tags["schedule"] = params["schedule"]
+    tags = standard_tags(stage, params.preset, str(pick_device(params.train.device)), copy)
+    tags["schedule"] = params.schedule
     return tags

@@ -9,10 +9,10 @@ import torch
 
 from ..analysis.records import ArmResult, AttributionRecord, RepairModel, RepairRecord
 from ..analysis.stats import mcnemar_exact
-from ..core import checks
 from . import tracking
 from ..core.controls import Arm, build_arms, percentile_among
 from ..core.surgery import Budget, repair_outcome, surgical_finetune
+from .config import Params, Repair, option_keys, params_keys, section_keys
 from ..training.augment import augment, normalize
 from ..training.device import channels_last_unsafe, resolve_precision
 from ..training.engine import predict
@@ -22,19 +22,16 @@ from ..training.progress import Eta
 SPLITS = {"layer_choice": "val", "repair_training": "train", "scoring": "test"}
 
 
-def repair_budget(params: dict, seed: int, device=None) -> Budget:
-    """The repair section as the Budget every arm shares (its extra keys checked here too);
+def repair_budget(params: Params, seed: int, device=None) -> Budget:
+    """The repair section as the Budget every arm shares, under the studied schedule;
     repair.precision resolved for ``device`` (default: the CPU)."""
-    r, schedule = params["repair"], params["schedule"]
-    precision = resolve_precision(r.get("precision", "auto"), torch.device(device or "cpu"), "repair.precision")
-    checks.integer(r.get("n_random"), "repair.n_random", low=1)  # claim 4a needs a draw in each stratum
-    checks.integer(r.get("threads", 1), "repair.threads")
-    checks.number(r.get("upweight_errors", 0.0), "repair.upweight_errors", low=0)
-    return Budget(steps=r.get("steps"), lr=r.get("lr"), batch_size=r.get("batch_size", 128),
-                  weight_decay=r.get("weight_decay", 0.0), schedule=schedule,
-                  schedule_options=dict(params["momentum"].get(schedule) or {}),
-                  max_momentum=params["momentum"]["max_momentum"], seed=seed,
-                  autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+    r, schedule = params.repair, params.schedule
+    precision = resolve_precision(r.precision, torch.device(device or "cpu"), "repair.precision")
+    with params_keys({**section_keys("repair", ("steps", "lr", "batch_size", "weight_decay")),
+                      "max_momentum": "momentum.max_momentum", **option_keys(schedule, params.options(schedule))}):
+        return Budget(steps=r.steps, lr=r.lr, batch_size=r.batch_size, weight_decay=r.weight_decay, schedule=schedule,
+                      schedule_options=params.options(schedule), max_momentum=params.momentum.max_momentum,
+                      seed=seed, autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
 
 
 def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms: list[Arm], device="cpu",
@@ -73,11 +70,11 @@ def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms:
     return place_among_random(out)
 
 
-def repair_models(entries, records: list[AttributionRecord], budgets: list[Budget], data: dict, cfg: dict, k: int,
+def repair_models(entries, records: list[AttributionRecord], budgets: list[Budget], data: dict, cfg: Repair, k: int,
                   device) -> list[RepairModel]:
     """Every studied model's arms (flagged groups and controls), each logged as a child run and
     printed as it ends, with an ETA over all the models' arms."""
-    arms = [build_arms(r.scores, r.param_counts, r.problem_layers, k, cfg["n_random"], e.seed)
+    arms = [build_arms(r.scores, r.param_counts, r.problem_layers, k, cfg.n_random, e.seed)
             for e, r in zip(entries, records)]
     eta = Eta(sum(map(len, arms)), "repair")
 
@@ -88,7 +85,7 @@ def repair_models(entries, records: list[AttributionRecord], budgets: list[Budge
     models = []
     for entry, record, budget, arm_list in zip(entries, records, budgets, arms):
         model = load_model(entry.dir / "model.pt", device, entry.rerun)  # checked against its recorded sha256
-        results = run_arms(model, record, data, budget, arm_list, device, cfg["upweight_errors"],
+        results = run_arms(model, record, data, budget, arm_list, device, cfg.upweight_errors,
                            on_arm=lambda r, run=entry.run: done(run, r))
         models.append(RepairModel(entry.run, entry.optimizer, entry.seed, record.problem_layers, results))
     return models

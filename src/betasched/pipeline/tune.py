@@ -4,33 +4,34 @@ arm's pilots at its chosen LR. Pilot seeds never enter a verdict; pilots see the
 only (runs.execute with pilot=True), so the test split is never looked at before a verdict run."""
 from __future__ import annotations
 
-from ..analysis.targets import TargetRule, rule_from_params
-from ..analysis.tuning import TUNED_RULE, TuneSpec, choose, mean_accuracy, plateau, spec_from_params
+from ..analysis.targets import TargetRule
+from ..analysis.tuning import TUNED_RULE, TuneSpec, choose, mean_accuracy, plateau
 from ..core.errors import ConfigError
 from ..core.files import write_json
+from .config import Matrix, Params
 from .params import TARGETS_FILE, TUNED_FILE
+from .sections import target_rule, tune_spec
 from .runs import run_pilots
 
 PILOT_DIR = "targets/pilot"
 
 
-def pilot_runs(params: dict, spec: TuneSpec, rule: TargetRule) -> list[tuple[str, str, float | None, int]]:
+def pilot_runs(matrix: Matrix, spec: TuneSpec, rule: TargetRule) -> list[tuple[str, str, float | None, int]]:
     """(optimizer, schedule, LR or None, seed) of every pilot: the grid of each tuned arm, and the
     reference arm at optim.sgd.lr when SGD is not tuned but the targets need its pilot."""
     seeds = list(rule.pilot_seeds)
-    m = params["matrix"]
-    arms = spec.arms(m["optimizers"], m["schedules"], rule.reference if rule.rule == "pilot" else None)
+    arms = spec.arms(matrix.optimizers, matrix.schedules, rule.reference if rule.rule == "pilot" else None)
     runs = [(o, s, lr, seed) for o, s in arms for lr in spec.grid[o] for seed in seeds]
     if rule.rule == "pilot" and ("sgd", rule.reference) not in arms:
         runs += [("sgd", rule.reference, None, seed) for seed in seeds]
     return runs
 
 
-def tune(params: dict, folder: str = PILOT_DIR) -> tuple[dict, dict]:
+def tune(params: Params, folder: str = PILOT_DIR) -> tuple[dict, dict]:
     """Train the pilots; return (tuned, targets): the contents of targets/tuned.json and
     targets/targets.json."""
-    spec, rule = spec_from_params(params), rule_from_params(params)
-    runs = pilot_runs(params, spec, rule)
+    spec, rule = tune_spec(params), target_rule(params)
+    runs = pilot_runs(params.matrix, spec, rule)
     curves = run_pilots(params, runs, folder)
     seeds = list(rule.pilot_seeds)
     arms: dict[str, dict] = {}
@@ -46,7 +47,7 @@ def tune(params: dict, folder: str = PILOT_DIR) -> tuple[dict, dict]:
     return tuned, _targets(rule, curves, arms)
 
 
-def tune_and_write(params: dict) -> tuple[dict, dict]:
+def tune_and_write(params: Params) -> tuple[dict, dict]:
     """tune(), then targets/tuned.json and targets/targets.json (each written whole), and a line per arm."""
     tuned, targets = tune(params)
     write_json(TUNED_FILE, tuned)

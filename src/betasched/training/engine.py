@@ -25,13 +25,24 @@ from .model import ResNet18
 from .progress import Progress
 from .state import TrainState
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+# name -> factory(parameters, RunConfig): a new optimizer is one entry here plus its block under optim: in
+# conf/. The momentum values are placeholders: MomentumScheduler sets them before the first step (heavy
+# ball's momentum for SGD, beta1 for the Adam family; an optimizer with neither is refused by the scheduler).
+OPTIMIZER_FACTORIES = {
+    "sgd": lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, cfg.beta2),
+                                                 weight_decay=cfg.weight_decay),
+    "adamw": lambda params, cfg: torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, cfg.beta2),
+                                                   weight_decay=cfg.weight_decay),
+}
+OPTIMIZERS = OPTIMIZER_FACTORIES.keys()  # a live view: an entry added at run time is accepted too
 COUPLED_DECAY = ("sgd", "adam")  # weight decay added to the gradient: in the Hessian (AdamW decouples it)
 
 
 @dataclass
 class RunConfig:
-    """One run's settings, checked once here; error messages name the params.yaml keys."""
+    """One run's settings, checked once here; errors name these fields (the pipeline renames them to
+    their params.yaml keys)."""
     optimizer: str
     schedule: str
     seed: int
@@ -64,32 +75,32 @@ class RunConfig:
         checks.choice(self.optimizer, "optimizer", OPTIMIZERS)
         checks.choice(self.schedule, "schedule", SCHEDULES)
         check_options(self.schedule, self.schedule_options)
-        checks.integer(self.seed, "seed", low=0)
-        checks.integer(self.epochs, "train.epochs")
-        checks.integer(self.batch_size, "train.batch_size")
-        checks.positive(self.lr, f"optim.{self.optimizer}.lr")
-        checks.number(self.weight_decay, f"optim.{self.optimizer}.weight_decay", low=0)
-        checks.number(self.beta2, f"optim.{self.optimizer}.beta2", low=0, high=1, high_open=True)
-        checks.number(self.warmup_epochs, "train.warmup_epochs", low=0, high=self.epochs, high_open=True)
-        checks.integer(self.eval_every, "train.eval_every")
+        checks.seed(self.seed, "seed")
+        checks.integer(self.epochs, "epochs")
+        checks.integer(self.batch_size, "batch_size")
+        checks.positive(self.lr, "lr")
+        checks.number(self.weight_decay, "weight_decay", low=0)
+        checks.number(self.beta2, "beta2", low=0, high=1, high_open=True)
+        checks.number(self.warmup_epochs, "warmup_epochs", low=0, high=self.epochs, high_open=True)
+        checks.integer(self.eval_every, "eval_every")
         if not isinstance(self.targets, (list, tuple)):  # empty: a run with no time to target (a pilot)
             raise ConfigError(f"targets={self.targets!r} must be a list of accuracies")
         for t in self.targets:
             checks.number(t, "targets entry", low=0, high=1, low_open=True)
         self.targets = tuple(self.targets)
-        checks.integer(self.width, "model.width")
-        checks.number(self.max_momentum, "momentum.max_momentum", low=0, high=1, low_open=True, high_open=True)
+        checks.integer(self.width, "width")
+        checks.number(self.max_momentum, "max_momentum", low=0, high=1, low_open=True, high_open=True)
         check_device(self.device)
-        checks.integer(self.threads, "train.threads")
-        checks.choice(self.precision, "train.precision", PRECISIONS)
-        checks.choice(self.cpu_isa, "train.cpu_isa", tuple(CPU_ISAS))
-        checks.integer(self.nproc, "train.nproc")
+        checks.integer(self.threads, "threads")
+        checks.choice(self.precision, "precision", PRECISIONS)
+        checks.choice(self.cpu_isa, "cpu_isa", tuple(CPU_ISAS))
+        checks.integer(self.nproc, "nproc")
         distributed.check_batch(self.batch_size, self.nproc)
-        checks.integer(self.checkpoint_every, "train.checkpoint_every", low=0)
-        checks.integer(self.keep_points, "train.keep_points", low=0)
-        checks.number(self.refine_margin, "train.refine_margin", low=0, high=1)
+        checks.integer(self.checkpoint_every, "checkpoint_every", low=0)
+        checks.integer(self.keep_points, "keep_points", low=0)
+        checks.number(self.refine_margin, "refine_margin", low=0, high=1)
         for name in ("channels_last", "compile", "refine_targets", "progress"):
-            checks.boolean(getattr(self, name), f"train.{name}")
+            checks.boolean(getattr(self, name), name)
 
 
 @dataclass
@@ -149,11 +160,7 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
-    # Momentum values here are placeholders: MomentumScheduler sets them before the first step.
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay)
+    return OPTIMIZER_FACTORIES[cfg.optimizer](params, cfg)
 
 
 def build_model(width: int, device, channels_last: bool, model: torch.nn.Module | None = None):
