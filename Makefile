@@ -64,9 +64,10 @@ results: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
-# Everything but the end-to-end DVC pipelines (marker `pipeline`): the library, the stages' logic, the statistics.
+# Everything but the end-to-end DVC pipelines (marker `pipeline`) and the few long computations (marker `slow`):
+# the library, the stages' logic, the statistics, in under 2 minutes on 2 cores.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not pipeline" --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not pipeline and not slow" --durations=15
 
 PORT ?= 5000
 ui: $(STAMP)

@@ -21,6 +21,8 @@ from PIL import Image
 
 from conftest import env_with_venv, make_repo, prepare_repo
 
+pytestmark = pytest.mark.pipeline  # runs each stage of a smoke repo on bad input: `make test-fast` leaves it out
+
 TRAIN = ["stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
 PREPARE = ["stages/prepare.py"]
 COMPARE = ["stages/compare.py"]

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import ROOT, env_with_venv, prepare_repo
 
+pytestmark = pytest.mark.pipeline  # times the smoke train matrix: `make test-fast` leaves it out
+
 ARCHIVE = ROOT.parent / "shared/data/cifar10-jpeg.tar.xz"
 
 

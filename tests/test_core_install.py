@@ -91,6 +91,7 @@ def core_venv(tmp_path_factory):
     return py
 
 
+@pytest.mark.slow  # installs the core into a fresh venv
 def test_readme_snippets_run_with_only_the_core(core_venv, tmp_path):
     snippets = readme_snippets()
     assert len(snippets) == 3 and "MomentumScheduler" in snippets[0] and "surgical_finetune" in snippets[1]

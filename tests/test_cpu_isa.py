@@ -12,6 +12,8 @@ import torch
 from betasched.core.errors import ConfigError
 from betasched.training import device
 
+pytestmark = pytest.mark.pipeline  # trains in subprocesses under each oneDNN cap: `make test-fast` leaves it out
+
 # One bf16 run of the engine on tiny synthetic data, in a fresh process: the model's md5 and the
 # recorded CPU class. The pin (argv[1]) comes first, as in the stages (train() checks it again).
 SCRIPT = r"""
@@ -20,6 +22,7 @@ import torch
 from betasched.training.device import pin_cpu_isa
 pin_cpu_isa(sys.argv[1])
 from betasched.training.engine import RunConfig, train
+
 g = torch.Generator().manual_seed(0)
 data = {"x_train": torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g),
         "y_train": torch.randint(0, 10, (64,), generator=g),

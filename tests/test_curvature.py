@@ -60,6 +60,7 @@ def test_one_estimate_asked_for_costs_only_its_own_products():
         curvature(model, zero, zero, loss_fn=_loss, estimates=("trace",))
 
 
+@pytest.mark.slow  # the exact Hessian by autograd
 def test_tiny_mlp_against_autograd_hessian():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))

@@ -9,6 +9,8 @@ import torch
 from betasched.training.distributed import Ranks
 from conftest import env_with_venv, prepare_repo
 
+pytestmark = pytest.mark.pipeline  # runs the train stage as torchrun ranks: `make test-fast` leaves it out
+
 # A tiny network without BatchNorm: per-rank BN statistics would differ from the 1-process
 # statistics by design (SyncBatchNorm exists for CUDA only), and this test is about gradients.
 WORKER = r'''
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 from betasched.training.distributed import ranks
 from betasched.training.engine import RunConfig, train
+
 
 data_path, out_path, n_steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.manual_seed(0)

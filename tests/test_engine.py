@@ -22,6 +22,7 @@ def _first_in_window(acc: dict, t: float):
     return None if grid is None else next(s for s in range(grid - 9, grid + 1) if acc[s] >= t)
 
 
+@pytest.mark.slow  # a dense evaluation at every step
 def test_refined_steps_match_an_evaluation_at_every_step(data):
     dense = train(_cfg(eval_every=1, targets=()), data)
     acc = {e["step"]: e["test_acc"] for e in dense.evals}

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.pipeline  # rehearses the whole GPU check on the CPU: `make test-fast` leaves it out
+
 ARCHIVE = ROOT.parent / "shared/data/cifar10-jpeg.tar.xz"
 
 # Installed as sitecustomize for the script and its worker processes: as on the GPU machine,

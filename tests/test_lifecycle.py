@@ -13,6 +13,8 @@ import pytest
 
 from conftest import env_with_venv, sgd_repo
 
+pytestmark = pytest.mark.pipeline  # starts, signals and re-runs the smoke pipeline's stages: `make test-fast` leaves it out
+
 STAGE = "train@sgd-beta-0"
 TRAIN = [sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
 

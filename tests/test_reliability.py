@@ -13,6 +13,8 @@ import yaml
 
 from conftest import env_with_venv, make_repo, prepare_repo
 
+pytestmark = pytest.mark.pipeline  # kills, resumes and re-runs the smoke pipeline's stages: `make test-fast` leaves it out
+
 TRAIN = [sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
 
 

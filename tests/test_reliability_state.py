@@ -15,6 +15,8 @@ import pytest
 
 from conftest import env_with_venv, sgd_repo
 
+pytestmark = pytest.mark.pipeline  # runs the smoke pipeline's stages against broken state: `make test-fast` leaves it out
+
 STAGE = "train@sgd-beta-0"
 TRAIN = [sys.executable, "stages/train.py", "--optimizer", "sgd", "--schedule", "beta", "--seed", "0"]
 

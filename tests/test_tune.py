@@ -103,6 +103,7 @@ def tuned_repo(tmp_path_factory):
     return repo
 
 
+@pytest.mark.pipeline  # runs the tune stage
 def test_the_tune_stage_prints_one_line_per_pilot_with_its_lr_and_an_eta(tuned_repo):
     lines = [line for line in (tuned_repo.parent / "tune.out").read_text().splitlines() if " pilots: " in line]
     assert [line.split(" pilots: ")[1][:4] for line in lines] == ["1/2 ", "2/2 "]
@@ -111,6 +112,7 @@ def test_the_tune_stage_prints_one_line_per_pilot_with_its_lr_and_an_eta(tuned_r
     assert all(re.search(r"\d+ s elapsed, ETA \d+\.\d min$", line) for line in lines)
 
 
+@pytest.mark.pipeline  # runs the tune stage
 def test_the_tune_stage_writes_the_choice_and_the_targets_from_the_chosen_lr(tuned_repo):
     tuned = json.loads((tuned_repo / "targets/tuned.json").read_text())
     targets = json.loads((tuned_repo / "targets/targets.json").read_text())
@@ -128,6 +130,7 @@ def test_the_tune_stage_writes_the_choice_and_the_targets_from_the_chosen_lr(tun
     assert targets["values"] == [round(round(f * sum(last_two) / 2 / 0.005) * 0.005, 3) for f in (0.94, 0.99)]
 
 
+@pytest.mark.pipeline  # runs the tune stage
 def test_tuning_never_looks_at_the_test_split(tuned_repo):
     """Replace the test images and labels by noise: the tune stage's outputs keep every byte."""
     before = {f: (tuned_repo / "targets" / f).read_bytes() for f in ("tuned.json", "targets.json")}
