@@ -85,9 +85,9 @@ class Matrix:
 
     def __post_init__(self):
         for name in checks.unique(self.optimizers, "matrix.optimizers"):
-            checks.choice(name, "matrix.optimizers entry", OPTIMIZERS)
+            checks.choice(name, "optimizer", OPTIMIZERS)  # named as RunConfig names it
         for name in checks.unique(self.schedules, "matrix.schedules"):
-            checks.choice(name, "matrix.schedules entry", SCHEDULES)
+            checks.choice(name, "schedule", SCHEDULES)
         for seed in checks.unique(self.seeds, "matrix.seeds"):
             checks.seed(seed, "matrix.seeds entry")
         object.__setattr__(self, "controls", list(self.controls or []))
