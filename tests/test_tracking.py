@@ -75,3 +75,25 @@ def test_which_runs_log_their_model(monkeypatch, mode, studied, expected):
     else:
         monkeypatch.setenv("BETASCHED_LOG_MODEL", mode)
     assert tracking.wants_model(studied) is expected
+
+
+def test_a_run_whose_end_cannot_be_written_leaves_no_metrics_thread_behind(tmp_path, monkeypatch, capfd):
+    """A full store fails the write of the run's end: MLflow then never stops the run's system-metrics
+    thread, which printed the store's error after the stage's one `error:` line (CI, a full-disk test).
+    The thread is stopped, silently, before the error leaves the run."""
+    import threading
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    _store(tmp_path, monkeypatch, "0")
+
+    def full_store(self, run_id, status=None, end_time=None):
+        raise MlflowException("(sqlite3.OperationalError) disk I/O error\n(Background on this error at: here)")
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", full_store)
+    with pytest.raises(MlflowException, match="disk I/O error"):
+        with tracking.run("sgd-beta-s0", {"stage": "train"}, system_metrics=True):
+            assert any(t.name == "SystemMetricsMonitor" for t in threading.enumerate())
+    assert not [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]
+    assert "Background on this error" not in capfd.readouterr().err

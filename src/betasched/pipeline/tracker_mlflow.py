@@ -61,6 +61,29 @@ def settle_parent(client, parent: str) -> None:
         settle(client, parent)
 
 
+def stop_system_metrics(run_id: str) -> None:
+    """Stop the run's system-metrics thread if it still runs. MLflow stops it only after the run's end
+    is written: when that write fails (a full disk, a store gone), the thread lives on and, 2 s later,
+    prints the store's error after the stage's one `error:` line. Its last samples cannot be written
+    either, so it is stopped without MLflow's flush, and its warning about the store is not printed."""
+    import logging
+
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    from mlflow.tracking.fluent import run_id_to_system_metrics_monitor
+
+    monitor = run_id_to_system_metrics_monitor.pop(run_id, None)
+    thread = getattr(monitor, "_process", None)
+    if thread is None:
+        return
+    log = logging.getLogger(SystemMetricsMonitor.__module__)
+    was_disabled, log.disabled = log.disabled, True
+    try:
+        monitor._shutdown_event.set()
+        thread.join()
+    finally:
+        log.disabled = was_disabled
+
+
 def dataset(manifest: dict):
     """The prepared data as an MLflow dataset: its copy, sha256 (the digest) and archive."""
     from mlflow.data.http_dataset_source import HTTPDatasetSource
@@ -113,19 +136,25 @@ class MlflowTracker:
         # Which process holds the run, set as it is created (or re-opened): a later start marks it
         # KILLED if that process is gone.
         tags.update(process_tags())
-        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
-                              run_name=None if run_id else name, tags=tags, log_system_metrics=system_metrics,
-                              nested=nested) as active:
-            if params:
-                mlflow.log_params(flatten(params))
-            self._active.append(active)
-            try:
-                yield active
-            except KeyboardInterrupt:
-                mlflow.end_run("KILLED")
-                raise
-            finally:
-                self._active.pop()
+        active = None
+        try:
+            with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+                                  run_name=None if run_id else name, tags=tags, log_system_metrics=system_metrics,
+                                  nested=nested) as active:
+                if params:
+                    mlflow.log_params(flatten(params))
+                self._active.append(active)
+                try:
+                    yield active
+                except KeyboardInterrupt:
+                    mlflow.end_run("KILLED")
+                    raise
+                finally:
+                    self._active.pop()
+        except BaseException:
+            if active is not None:
+                stop_system_metrics(active.info.run_id)
+            raise
         if parent:
             settle_parent(self.client(), parent)
 
