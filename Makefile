@@ -9,7 +9,7 @@ PRESET ?=
 JOBS ?= auto
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro results test test-fast data params ui ui-check mlflow-relink bench bench-ablation bench-matrix core-check gpu-check clean
+.PHONY: install repro results test test-fast data params ui ui-check mlflow-relink bench bench-ablation bench-matrix bench-launcher core-check gpu-check gpu-import clean
 
 # torch's wheels with their CUDA libraries take ~6.3 GiB in .venv: check the disk first, so that a full
 # disk is named as such rather than showing up as a missing module.
@@ -38,10 +38,10 @@ data:
 params: $(STAMP)
 	$(BIN)/python -m betasched.pipeline.compose $(if $(PRESET),preset=$(PRESET))
 
-# check, prepare and the tune stage (pilots: peak LRs and targets) first; then the train and control stages JOBS at a time
-# (auto: one per GPU, else cores / train.threads), each its own `dvc repro -s`
-# (betasched.pipeline.parallel); plain `dvc repro` does the rest. Every run uses train.threads
-# threads, so its bytes are those of `dvc repro` or `dvc exp run`.
+# check, prepare and the tune stage (pilots: peak LRs and targets) first; then the train, control and lam
+# stages on an embedded local Ray (betasched.pipeline.parallel: one task per run, train.threads CPUs each,
+# JOBS runs at once, auto: cores / train.threads), each in a private snapshot of this workspace; plain
+# `dvc repro` then restores them from DVC's run-cache and does the rest. Same bytes as `dvc repro` alone.
 # One MLflow parent run for this whole `make repro` (its stages run in several processes).
 repro: export BETASCHED_PIPELINE := make-$(shell date +%Y%m%d-%H%M%S)-$(shell echo $$$$)
 repro: START := $(shell date +%s)
@@ -97,12 +97,21 @@ bench-matrix: $(STAMP) data
 	$(BIN)/dvc repro prepare
 	$(BIN)/python bench/matrix.py $(if $(filter-out auto,$(JOBS)),--jobs $(JOBS))
 
+# The train matrix on Ray against the thread-pool launcher it replaced (git rev 0bf6ce5), in alternating
+# pairs, each from scratch in fresh repos; metrics/bench_launcher.json (PRESET=smoke by default).
+bench-launcher: $(STAMP) data
+	$(BIN)/python bench/launcher.py --preset $(or $(PRESET),smoke) --pairs $(or $(PAIRS),2)
+
 # One GPU window (README "On one GPU"): no install, no DVC / MLflow / Hydra; files into OUT.
 # The CPU rehearsal: make gpu-check OUT=/tmp/gpu ARGS="--device cpu --tiny"
 GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 OUT ?= gpu-out
 gpu-check:
 	PYTHONUNBUFFERED=1 $(GPU_PY) bench/gpu_check.py --out $(OUT) $(ARGS)
+
+# What a GPU window returned (OUT of gpu-check, e.g. reports/gpu-<date>) into the local MLflow store.
+gpu-import: $(STAMP)
+	$(BIN)/python -m betasched.pipeline.gpu_import $(OUT)
 
 # The core alone in a fresh venv, torch installed from its wheel (pip takes it from this disk):
 # the README's library snippets must run there (tests/test_core_install.py links torch instead).

@@ -9,7 +9,8 @@ Needs torch, torchvision, numpy, pandas, scipy, seaborn and pyyaml only: no DVC,
      the `gpu-short` matrix (10 runs and the SGD control) at them, `--jobs` processes at a time;
   5. computes the claims with the evidence code (steps to 90%, the ranking, the SGD vs Adam
      overlap, one surgical repair);
-and writes at most 8 files into --out: summary.json, report.md, accuracy.png, damping.png, log.txt.
+and writes at most 8 files into --out: summary.json, report.md, accuracy.png, damping.png, log.txt and
+tracking.tar.gz (the runs' JSON lines: `make gpu-import OUT=...` logs them into MLflow back home).
 
     python bench/gpu_check.py --out /tmp/gpu                   # on the GPU machine
     python bench/gpu_check.py --out /tmp/cpu --device cpu --tiny  # the CPU rehearsal (tests/test_gpu_check.py)
@@ -120,9 +121,21 @@ def main() -> None:
     summary["tune"] = step("tune (pilot seeds, validation split)", lambda: tune(params))
     summary["matrix"] = step("gpu-short matrix", lambda: matrix(params, a.jobs))
     summary["claims"] = step("claims", lambda: claims(params, device, out))
+    summary["tracked_runs"] = pack_tracking(work, out)
     summary["wall_seconds"] = time.perf_counter() - start
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"gpu-check done in {summary['wall_seconds']:.0f} s; files in {out}", flush=True)
+
+
+def pack_tracking(work: Path, out: Path) -> int:
+    """The runs' JSON lines (no MLflow here) as one file, for `make gpu-import OUT=...` back home."""
+    import tarfile
+
+    files = sorted((work / "tracking").glob("*.jsonl"))
+    with tarfile.open(out / "tracking.tar.gz", "w:gz") as tar:
+        for f in files:
+            tar.add(f, arcname=f"tracking/{f.name}")
+    return len(files)
 
 
 def step(name, fn):

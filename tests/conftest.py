@@ -82,6 +82,24 @@ LONGEST_FIRST = ("test_pipeline.py", "test_reliability.py", "test_reliability_st
                  "test_distributed.py", "test_gpu_check.py", "test_bench.py")
 
 
+def trainer_processes(repo: Path | None = None) -> list:
+    """The Python trainer processes (not the `sh -c` wrapper dvc may leave between itself and them), in ``repo``
+    or in a snapshot that the Ray launcher made (a temp clone named betasched-<stage>-...)."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline", "cwd", "name"]):
+        try:
+            cwd = p.info["cwd"] or ""
+            if ((cwd == str(repo) or os.path.basename(cwd).startswith("betasched-train"))
+                    and p.info["name"] not in {"sh", "dash", "bash"}
+                    and any("stages/train.py" in a for a in p.info["cmdline"] or [])):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -9,7 +9,6 @@ import os
 import runpy
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 import tarfile
@@ -247,6 +246,8 @@ ARG_CASES = [
      "argument --seed: invalid int value: 'abc'"),
     ("missing argument", ["stages/train.py", "--optimizer", "sgd"], "the following arguments are required"),
     ("bad --jobs", ["-m", "betasched.pipeline.parallel", "--jobs", "zero"], "--jobs='zero' must be"),
+    ("unknown --remote", ["-m", "betasched.pipeline.parallel", "--remote", "nowhere"],
+     "--remote 'nowhere' is not a DVC remote of this repo (have: none): add it with `dvc remote add nowhere URL`"),
     ("unknown preset at compose time", ["-m", "betasched.pipeline.compose", "preset=huge"], "preset/huge"),
     # issue 20: the stage name DVC passes ($DVC_STAGE), long names, seeds beyond numpy's seeding
     ("stage name with shell code", ["stages/train.py", "--stage", "train@sgd-x';touch PWNED;'-0"],

@@ -1,4 +1,5 @@
 """Exact cache keys: every stage's deps in dvc.yaml cover the code its script runs, and no more."""
+import shutil
 from pathlib import Path
 
 import yaml
@@ -48,3 +49,23 @@ def test_training_does_not_depend_on_the_diagnostic_or_the_analysis():
     assert not [p for p in code if "/analysis/" in p]
     for name in ("attribution.py", "surgery.py", "controls.py", "study.py", "treat.py"):
         assert not [p for p in code if Path(p).name == name], name
+
+
+
+def test_the_code_hash_does_not_follow_where_the_package_lies(tmp_path, monkeypatch):
+    """A training's run key holds the hash of its code: the same files hash the same whether the
+    package sits in the repo (src/ sorts before stages/) or apart from it, sorting after it (a Ray
+    snapshot's repo in /tmp, the package in site-packages)."""
+    from betasched.pipeline import runs
+
+    def code_hash_with(repo, src):
+        shutil.copytree(ROOT / "stages", repo / "stages")
+        shutil.copytree(ROOT / "src" / "betasched", src / "betasched",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        (repo / "dvc.yaml").write_text("stages: {}\n")
+        monkeypatch.chdir(repo)
+        monkeypatch.setattr(runs, "SRC", src)
+        return runs.code_hash()
+
+    inside = code_hash_with(tmp_path / "m" / "repo", tmp_path / "m" / "repo" / "src")
+    assert code_hash_with(tmp_path / "a" / "repo", tmp_path / "zz" / "site-packages") == inside

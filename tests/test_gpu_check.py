@@ -40,7 +40,7 @@ def test_gpu_check_rehearsal_on_cpu(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["accuracy.png", "damping.png", "log.txt", "report.md", "summary.json"] and len(files) <= 8
+    assert files == ["accuracy.png", "damping.png", "log.txt", "report.md", "summary.json", "tracking.tar.gz"]
     summary = json.loads((tmp_path / "out/summary.json").read_text())
     assert summary["device"] == "cpu" and summary["tiny"] is True
     assert summary["bench"]["engine_images_per_s"] > 0 and summary["bench"]["ratio_median"] > 0
@@ -54,3 +54,29 @@ def test_gpu_check_rehearsal_on_cpu(tmp_path):
     assert "## Claims" in report and "## Time to target" in report and "## Tuning" in report
     assert "engine" in (tmp_path / "out/log.txt").read_text()
     assert not (ROOT / "gpu-work" / "mlflow.db").exists()
+    _imported_into_mlflow(tmp_path / "out", tmp_path / "store.db", summary)
+
+
+def _imported_into_mlflow(out, db, summary):
+    """`make gpu-import OUT=...`: the rehearsal's runs as MLflow runs under one parent, steps kept."""
+    from mlflow.tracking import MlflowClient
+
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{db}")
+    cmd = [sys.executable, "-m", "betasched.pipeline.gpu_import", str(out)]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already in the store" in again.stderr  # never imported twice
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("betasched")
+    parent = client.search_runs([exp.experiment_id], "tags.stage = 'pipeline'")
+    assert len(parent) == 1 and parent[0].data.tags["device"] == "cpu" and parent[0].info.status == "FINISHED"
+    assert "## Claims" in parent[0].data.tags["mlflow.note.content"]
+    assert {a.path for a in client.list_artifacts(parent[0].info.run_id)} >= {"report.md", "summary.json"}
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'")
+    assert len(children) == summary["tracked_runs"] > 0
+    trained = [c for c in children if c.data.tags.get("stage") == "train"]
+    assert len(trained) == len(summary["matrix"]["runs"])
+    history = client.get_metric_history(trained[0].info.run_id, "loss")
+    assert len({m.step for m in history}) == len(history) > 1  # per-step, each step once
+    assert trained[0].data.params  # the run's config as params

@@ -1,4 +1,4 @@
-"""Same params, same bytes: one train stage run through `make repro`'s parallel launcher, through
+"""Same params, same bytes: one train stage run through `make repro`'s Ray launcher, through
 `dvc repro` and through `dvc exp run` writes byte-identical runs/<name>/ (each in a fresh repo), and
 two fresh repos write byte-identical metrics/compare.json.
 
@@ -45,20 +45,29 @@ def _digest(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _locked_outs(repo):
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {(stage, out["path"]): out["md5"] for stage, entry in lock.items() for out in entry.get("outs", [])}
+
+
 def test_three_launch_paths_give_the_same_bytes(tmp_path):
     digests = {}
     repo = _repo(tmp_path / "parallel")
     _run(repo, "dvc", "repro", "tune")
     out = _run(repo, sys.executable, "-m", "betasched.pipeline.parallel", "--jobs", "2")
-    assert "2 train stages with 2 workers x 2 thread(s)" in out
+    assert "2 CPU(s) per run, 1 at once" in out and out.count(": ok in ") == 2, out[-2000:]
+    restored = _run(repo, "dvc", "repro", "compare")  # the trainings come back from DVC's run-cache
+    assert restored.count("is cached - skipping run") == 2 and "Running stage 'train@" not in restored
     digests["parallel"] = _digest(repo / RUN)
-    _run(repo, "dvc", "repro", "compare")
-    compare = (repo / "metrics/compare.json").read_bytes()
+    compare, locked = (repo / "metrics/compare.json").read_bytes(), _locked_outs(repo)
+    again = _run(repo, sys.executable, "-m", "betasched.pipeline.parallel", "--jobs", "2")
+    assert again.count(": cached in ") == 2 and ": ok in " not in again, again[-2000:]  # a re-run: all hits
 
     repo = _repo(tmp_path / "repro")
     _run(repo, "dvc", "repro", "compare")  # both trainings one after another, then compare
     digests["dvc repro"] = _digest(repo / RUN)
     assert (repo / "metrics/compare.json").read_bytes() == compare
+    assert _locked_outs(repo) == locked  # every md5 of dvc.lock, train and compare stages alike
 
     repo = _repo(tmp_path / "exp")
     _run(repo, "dvc", "exp", "run", STAGE)

@@ -22,7 +22,7 @@ THIRD_PARTY = {  # layer -> the third-party packages it may import
     "core": {"torch", "numpy"},
     "training": {"torch", "numpy", "torchvision", "tqdm", "PIL"},
     "analysis": {"numpy", "pandas", "scipy", "matplotlib", "seaborn"},
-    "pipeline": {"torch", "numpy", "pandas", "yaml", "hydra", "omegaconf", "mlflow", "alembic", "dvc", "psutil"},
+    "pipeline": {"torch", "numpy", "pandas", "yaml", "hydra", "omegaconf", "mlflow", "alembic", "dvc", "psutil", "ray"},
 }
 
 

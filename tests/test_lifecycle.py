@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from conftest import env_with_venv, sgd_repo
+from conftest import env_with_venv, sgd_repo, trainer_processes
 
 pytestmark = pytest.mark.pipeline  # starts, signals and re-runs the smoke pipeline's stages: `make test-fast` leaves it out
 
@@ -40,19 +40,6 @@ def _wait_for_checkpoint(repo, proc, timeout=120):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
-
-
-def _trainers(repo):
-    """The Python trainer processes (not the `sh -c` wrapper dvc may leave between itself and them)."""
-    out = []
-    for p in psutil.process_iter(["cmdline", "cwd", "name"]):
-        try:
-            if (p.info["cwd"] == str(repo) and p.info["name"] not in {"sh", "dash", "bash"}
-                    and any("stages/train.py" in a for a in p.info["cmdline"] or [])):
-                out.append(p)
-        except psutil.Error:
-            pass
-    return out
 
 
 def _kill_group(proc):
@@ -102,7 +89,7 @@ def test_killing_dvc_alone_stops_its_trainer_and_the_rerun_logs_each_step_once(r
     proc = _start(repo, ["dvc", "repro", "-f", "-s", STAGE])
     try:
         _wait_for_checkpoint(repo, proc)
-        trainers = _trainers(repo)
+        trainers = trainer_processes(repo)
         assert len(trainers) == 1
         os.kill(proc.pid, signal.SIGTERM)  # dvc alone, not its process group (nor the shell it ran)
         proc.wait(timeout=60)
@@ -133,15 +120,16 @@ def test_a_signal_to_the_parallel_launcher_stops_every_trainer(repo, sig):
     proc = _start(repo, [sys.executable, "-m", "betasched.pipeline.parallel", "--jobs", "2"])
     try:
         _wait_for_checkpoint(repo, proc)
+        assert trainer_processes(repo)  # training, in a snapshot of the repo
         os.kill(proc.pid, sig)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=90)
     finally:
         _kill_group(proc)
     assert proc.returncode == 2
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: interrupted") and "Traceback" not in err, err[-2000:]
     time.sleep(1)
-    assert not _trainers(repo)
+    assert not trainer_processes(repo)
 
 
 def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path, monkeypatch):

@@ -1,67 +1,92 @@
-"""The parallel launcher against DVC's repo lock: stages restored from the run cache take about a
-second, and two workers then contend for the lock; DVC gives up after a few seconds."""
+"""The Ray launcher's task settings, on a real local Ray with a fake GPU: resources, the threads Ray
+gives a run, and which failures are retried (a dead worker, a killed trainer) and which are not (a
+stage's own error, e.g. a bad param)."""
 import os
-import stat
+import signal
+import time
 
-from betasched.pipeline import parallel
+import pytest
 
-FAKE_DVC = """#!/bin/sh
-# fails with DVC's lock message until it has been called {fails} time(s) for this stage
-n=$(cat "{calls}/$3" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > "{calls}/$3"
-if [ $n -le {fails} ]; then echo "ERROR: Unable to acquire lock. Most likely another DVC process is running" >&2; exit 255; fi
-echo "ran $3"
-"""
+pytestmark = pytest.mark.slow  # a local Ray starts in about 10 s, and a killed worker is restarted
+ray = pytest.importorskip("ray")
 
-
-def _fake_dvc(tmp_path, monkeypatch, fails):
-    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
-    bin_dir.mkdir()
-    calls.mkdir()
-    script = bin_dir / "dvc"
-    script.write_text(FAKE_DVC.format(fails=fails, calls=calls))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(parallel.time, "sleep", lambda s: None)
-    return calls
+from betasched.pipeline.parallel import task_options  # noqa: E402
+from betasched.pipeline.snapshot import StageFailed, TransientStageFailure  # noqa: E402
 
 
-def test_a_stage_that_met_the_lock_is_run_again(tmp_path, monkeypatch):
-    calls = _fake_dvc(tmp_path, monkeypatch, fails=3)
-    failed = parallel.run_stages(["train@a", "train@b"], jobs=2, gpus=[], threads=1)
-    assert failed == []
-    assert {p.name: p.read_text().strip() for p in calls.iterdir()} == {"train@a": "4", "train@b": "4"}
+@pytest.fixture(scope="module")
+def local_ray():
+    here = os.path.dirname(os.path.abspath(__file__))  # the workers import this module's functions
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    # loopback only, as the launcher runs it; not left in this worker's environment, where a later
+    # test's `ray start` (a two-node cluster) would inherit it and refuse a second node
+    from ray._private import ray_constants
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        env.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # read when ray was imported, at collection
+        ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="warning",
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+        yield ray
+        ray.shutdown()
 
 
-def test_a_lock_that_never_frees_is_reported(tmp_path, monkeypatch):
-    calls = _fake_dvc(tmp_path, monkeypatch, fails=1000)
-    assert parallel.run_stages(["train@a"], jobs=1, gpus=[], threads=1) == ["train@a"]
-    assert (calls / "train@a").read_text().strip() == str(parallel.LOCK_RETRIES)
+def _env_after(seconds):
+    start = time.time()
+    time.sleep(seconds)
+    return {"cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "omp": os.environ.get("OMP_NUM_THREADS"),
+            "start": start, "end": time.time()}
 
 
-PROGRESS_DVC = """#!/bin/sh
-echo "Running stage '$3':"
-echo "$3: step 8/16, loss 2.100, accuracy 0.210" >&2
-echo "some other warning" >&2
-echo "$3: step 16/16, loss 1.900, accuracy 0.300" >&2
-"""
+def test_two_quarter_gpu_runs_share_the_one_gpu_at_once(local_ray):
+    task = ray.remote(_env_after).options(**task_options(threads=1, gpus_per_run=0.5))
+    a, b = ray.get([task.remote(2.0), task.remote(2.0)])
+    assert a["cuda"] == b["cuda"] == "0"
+    assert a["start"] < b["end"] and b["start"] < a["end"]  # side by side on the one GPU
 
 
-def test_each_trainers_evaluations_are_echoed_with_its_stage_and_time_and_the_matrix_has_an_eta(
-        tmp_path, monkeypatch, capsys):
-    """Progress while it trains: the trainers' evaluation lines as they come, prefixed with the stage
-    and a timestamp, then one 'k/N done, j running, ETA' line per finished stage."""
-    import re
+def test_a_whole_gpu_run_waits_for_the_other(local_ray):
+    task = ray.remote(_env_after).options(**task_options(threads=1, gpus_per_run=1.0))
+    a, b = sorted(ray.get([task.remote(1.0), task.remote(1.0)]), key=lambda r: r["start"])
+    assert a["cuda"] == b["cuda"] == "0" and b["start"] >= a["end"] - 0.05
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "dvc").write_text(PROGRESS_DVC)
-    (bin_dir / "dvc").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    assert parallel.run_stages(["train@a", "train@b", "train@c"], jobs=2, gpus=[], threads=1) == []
-    out = capsys.readouterr().out.splitlines()
-    evals = [line for line in out if ": step " in line]
-    assert len(evals) == 6 and all(re.match(r"\d\d:\d\d:\d\d \[train@[abc]\] train@[abc]: step", e) for e in evals)
-    assert not any("some other warning" in line for line in out)
-    done = [line for line in out if " done, " in line]
-    assert [re.search(r"(\d)/3 done", d).group(1) for d in done] == ["1", "2", "3"]
-    assert all("ETA" in d for d in done) and "ETA 0.0 min" in done[-1]
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ray_gives_each_run_train_threads_as_omp_num_threads(local_ray, threads):
+    task = ray.remote(_env_after).options(**task_options(threads=threads))
+    assert ray.get(task.remote(0.0))["omp"] == str(threads)
+
+
+def test_a_data_parallel_run_asks_for_nproc_gpus():
+    assert task_options(threads=2, nproc=4, gpus_per_run=1.0)["num_gpus"] == 4.0
+    assert task_options(threads=2, nproc=4)["num_cpus"] == 8  # CPU ranks: threads each
+
+
+def _attempt(folder, failure):
+    """Counts its attempts in ``folder``; the first one fails as told, a later one succeeds."""
+    from pathlib import Path
+
+    marks = Path(folder)
+    n = len(list(marks.iterdir())) + 1
+    (marks / str(n)).touch()
+    if n == 1 or failure == "config":
+        if failure == "kill-worker":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if failure == "killed-trainer":
+            raise TransientStageFailure("train@x failed: exited with -9")
+        raise StageFailed("train@x failed: optim.sgd.lr: must be > 0")
+    return n
+
+
+@pytest.mark.parametrize("failure, attempts", [("kill-worker", 2), ("killed-trainer", 2)])
+def test_a_dead_worker_or_a_killed_trainer_is_retried(local_ray, tmp_path, failure, attempts):
+    task = ray.remote(_attempt).options(**task_options(threads=1, max_retries=2))
+    assert ray.get(task.remote(str(tmp_path), failure)) == attempts
+
+
+def test_a_stages_own_error_is_not_retried(local_ray, tmp_path):
+    task = ray.remote(_attempt).options(**task_options(threads=1, max_retries=2))
+    with pytest.raises(ray.exceptions.RayTaskError) as err:
+        ray.get(task.remote(str(tmp_path), "config"))
+    assert isinstance(err.value.cause, StageFailed) and "must be > 0" in str(err.value.cause)
+    assert len(list(tmp_path.iterdir())) == 1

@@ -1,182 +1,317 @@
-"""Run the train matrix's DVC stages side by side: `python -m betasched.pipeline.parallel --jobs N`.
+"""The train matrix on Ray: `python -m betasched.pipeline.parallel` (what `make repro` runs).
 
-Each stage is its own `dvc repro -s train@...` process (DVC releases its repo lock while a
-stage's command runs, and takes it again to record the result), so per-run caching is DVC's
-own: an up-to-date run is skipped in about a second. Every run uses train.threads threads (a
-param: it changes CPU results at rounding level), so a run's bytes do not depend on how it was
-launched; the launcher fills the machine by running cores / train.threads stages at once, or one
-per GPU, each with its own CUDA_VISIBLE_DEVICES.
-"""
+One Ray task per train / control / lam stage, each asking for `train.threads` CPUs (and
+`--gpus-per-run` GPUs, or `train.nproc` for a data-parallel run), so that Ray packs the matrix onto
+whatever it has: this machine (an embedded local Ray, loopback only, dashboard off) or a cluster
+(`--address`, RAY_ADDRESS, `ray job submit`, `ray symmetric-run`). Each task runs its stage in a
+private snapshot of the workspace (pipeline.snapshot); the result comes back through DVC's run-cache,
+and a plain `dvc repro` in the workspace (`make repro`'s next step, or `--repro`) restores every
+finished training as "cached - skipping run". Plain `dvc repro` / `dvc exp run` stay the sequential
+path, with the same bytes: every run uses train.threads threads, a param.
+
+Ray retries a task whose worker or node died, or whose trainer was killed (it resumes from its
+checkpoint); never a stage's own error. A re-run is idempotent: finished stages hit the run-cache."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
-import queue
-import re
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.errors import BetaschedError, ConfigError
-from .cli import one_line_errors
-from .params import load_params
+from .cli import ArgumentParser, one_line_errors
+from .compose import compose_params
+from .mlflow_server import mark_failed, serve
+from .params import load_params, repo_root
+from .snapshot import Snapshot, TransientStageFailure, dvc, run_stage, wait_for_clones
+from .store import tracking_uri
+
+TRAIN_PREFIXES = ("train@", "control@", "lam@")
+# passed to every task: a cluster's workers do not inherit the driver's environment
+PASSED_ENV = ("BETASCHED_", "MLFLOW_", "DVC_EXP_", "HF_", "TORCH_")
+HEARTBEAT_S = 30.0
 
 
-def visible_gpus() -> list[str]:
-    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
-        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
-
-
-def train_stages(prefixes: tuple[str, ...] = ("train@", "control@", "lam@")) -> list[str]:
-    out = subprocess.run(["dvc", "stage", "list", "--name-only"], capture_output=True, text=True)
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", "-c", "user.name=betasched", "-c", "user.email=betasched@localhost", *args],
+                         capture_output=True, text=True)
     if out.returncode != 0:
-        raise ConfigError(f"`dvc stage list` failed ({out.stderr.strip()[:200]}): run from the repo root")
-    return [s for s in out.stdout.split() if s.startswith(prefixes)]
+        raise ConfigError(f"git {args[0]} failed ({out.stderr.strip()[:200]}): run from a git clone of the project "
+                          "with at least one commit")
+    return out.stdout.strip()
 
 
-class Workers:
-    """The `dvc repro -s` children, each in its own process group (dvc and its trainer), so that a
-    signal to the launcher reaches the trainers too, and no new stage starts after it."""
-
-    def __init__(self):
-        self.procs: set[subprocess.Popen] = set()
-        self.stopped = False
-        self.lock = threading.Lock()
-
-    def run(self, cmd: list[str], env: dict, label: str = "") -> subprocess.CompletedProcess | None:
-        """Run one `dvc repro -s`; its trainer's evaluation lines are echoed as they come, prefixed
-        with the time and ``label``; the rest of its output is kept for the error message."""
-        with self.lock:
-            if self.stopped:
-                return None
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    start_new_session=True)
-            self.procs.add(proc)
-        out: list[str] = []
-        reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
-        reader.start()
-        err: deque[str] = deque(maxlen=400)
-        for line in proc.stderr:
-            err.append(line)
-            if PROGRESS.search(line):
-                print(f"{time.strftime('%H:%M:%S')} [{label}] {line.strip()}", flush=True)
-        proc.wait()
-        reader.join()
-        with self.lock:
-            self.procs.discard(proc)
-        return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
-
-    def stop(self) -> int:
-        """SIGTERM to every running stage's process group; returns how many were running."""
-        with self.lock:
-            self.stopped = True
-            live = [p for p in self.procs if p.poll() is None]
-        for proc in live:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in live:
-            proc.wait()
-        return len(live)
+@dataclass(frozen=True)
+class MatrixPlan:
+    stages: list[str]            # the train-like stages, in dvc.yaml's order
+    upstream: tuple[str, ...]    # the cached outputs of other stages they read: checked out in each snapshot
+    owners: tuple[str, ...]      # the stages that write what they read (prepare, tune): reproduced first
+    files: list[str]             # the files they read: laid over each snapshot as they are here
+    names: dict[str, str]        # stage -> run name (its first output's folder name)
 
 
-# DVC gives up on its repo lock after a few seconds. Stages restored from the run cache take ~1 s,
-# so two workers then spend most of their time inside the lock and one of them can time out.
-DVC_LOCKED = "Unable to acquire lock"
-# a trainer's evaluation line (training/progress.py), or a stage's own progress line with an ETA
-PROGRESS = re.compile(r": step \d+/\d+|ETA ")
-LOCK_RETRIES = 30
+def stage_plan(prefixes: tuple[str, ...] = TRAIN_PREFIXES) -> MatrixPlan:
+    """The train matrix as DVC sees it (dvc.yaml through DVC's own index)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
-
-def _repro_waiting_for_the_lock(workers: Workers, stage: str, env: dict) -> subprocess.CompletedProcess | None:
-    for attempt in range(LOCK_RETRIES):
-        proc = workers.run(["dvc", "repro", "-s", stage], env, stage)
-        if proc is None or proc.returncode == 0 or DVC_LOCKED not in proc.stderr:
-            return proc
-        time.sleep(min(0.2 * (attempt + 1), 2.0))
-    return proc
-
-
-def run_stages(stages: list[str], jobs: int, gpus: list[str], threads: int) -> list[str]:
-    """Reproduce the stages with `jobs` workers; returns the names of those that failed."""
-    slots: queue.Queue[int] = queue.Queue()
-    for i in range(jobs):
-        slots.put(i)
-    workers = Workers()
-    tally = {"done": 0, "running": 0, "seconds": 0.0}
-    begin = time.perf_counter()
-
-    def one(stage: str) -> str | None:
-        slot = slots.get()
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-        start = time.perf_counter()
-        with workers.lock:
-            tally["running"] += 1
-        try:
-            proc = _repro_waiting_for_the_lock(workers, stage, env)
-        finally:
-            slots.put(slot)
-            with workers.lock:
-                tally["running"] -= 1
-                tally["done"] += 1
-                tally["seconds"] += time.perf_counter() - start
-        if proc is None:  # stopped before it started
-            return None
-        where = f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else f"{threads} thread(s)"
-        done, running = tally["done"], tally["running"]
-        eta = tally["seconds"] / done * (len(stages) - done) / jobs  # the mean stage so far, on `jobs` workers
-        print(f"{time.strftime('%H:%M:%S')} {stage}: {'ok' if proc.returncode == 0 else 'FAILED'} in "
-              f"{time.perf_counter() - start:.0f} s on {where}; {done}/{len(stages)} done, {running} running, "
-              f"{time.perf_counter() - begin:.0f} s elapsed, ETA {eta / 60:.1f} min", flush=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr[-2000:])
-            return stage
-        return None
-
-    pool = ThreadPoolExecutor(jobs)
     try:
-        return [s for s in pool.map(one, stages) if s is not None]
+        with Repo(str(repo_root())) as repo:
+            index = list(repo.index.stages)
+    except DvcException as exc:
+        raise ConfigError(f"cannot read the DVC pipeline ({exc}): run from the repo root") from exc
+    produced = {str(o.def_path): (s.addressing, o.use_cache) for s in index for o in s.outs}
+    train = [s for s in index if s.addressing.startswith(prefixes)]
+    upstream, owners, files, names = set(), set(), set(), {}
+    for s in train:
+        names[s.addressing] = Path(str(s.outs[0].def_path)).name if s.outs else s.addressing
+        for d in s.deps:
+            path = str(d.def_path)
+            owner = produced.get(path)
+            if owner and not owner[0].startswith(prefixes):
+                owners.add(owner[0])
+            if owner and owner[1]:
+                upstream.add(path)
+            elif (repo_root() / path).is_file() or owner:
+                files.add(path)
+    return MatrixPlan([s.addressing for s in train], tuple(sorted(upstream)), tuple(sorted(owners)), sorted(files),
+                      names)
+
+
+def snapshot(files: list[str], upstream: tuple[str, ...], remote: tuple[str, str] | None, env: dict) -> Snapshot:
+    """What every task needs from the workspace, read once by the driver."""
+    root = repo_root()
+    commit = _git("stash", "create") or _git("rev-parse", "HEAD")
+    overlay = {rel: (root / rel).read_bytes() for rel in sorted({"dvc.yaml", "dvc.lock", "params.yaml", *files})
+               if (root / rel).is_file()}
+    from dvc.repo import Repo
+
+    with Repo(root) as repo:
+        cache = repo.cache.local_cache_dir
+    if remote:
+        subprocess.run(dvc("push", "-q", "-r", remote[0], *upstream), cwd=root, check=True)
+    return Snapshot(str(root), commit, overlay, upstream, cache or str(root / ".dvc" / "cache"), str(root), remote, env)
+
+
+def dvc_remote(name: str) -> tuple[str, str]:
+    """(name, url) of a DVC remote of the workspace, from DVC's config (not `dvc remote list`'s text,
+    which wraps a long URL onto a line of its own)."""
+    from dvc.config import Config
+
+    remotes = dict(Config(dvc_dir=str(repo_root() / ".dvc")).get("remote", {}))  # reads only: writes nothing
+    if name not in remotes:
+        raise ConfigError(f"--remote {name!r} is not a DVC remote of this repo (have: {', '.join(sorted(remotes)) or 'none'}): "
+                          f"add it with `dvc remote add {name} URL`")
+    return name, remotes[name]["url"]
+
+
+def task_options(threads: int, nproc: int = 1, gpus_per_run: float = 0.0, max_retries: int = 3) -> dict:
+    """Ray resources for one run: its threads as CPUs (Ray sets OMP_NUM_THREADS to them), its GPUs (a
+    fraction packs several runs on one GPU; train.nproc ranks ask for nproc whole GPUs on one node).
+    Retried: a dead worker or node, a killed trainer, a GPU out of memory; never a stage's own error."""
+    gpus = float(nproc) if nproc > 1 and gpus_per_run else gpus_per_run
+    return {"num_cpus": threads * max(nproc, 1) if not gpus else threads, "num_gpus": gpus,
+            "max_retries": max_retries, "retry_exceptions": [TransientStageFailure]}
+
+
+def passed_env(extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV)}
+    env.setdefault("BETASCHED_PIPELINE", f"ray-{os.uname().nodename}-{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return {**env, **(extra or {})}
+
+
+def _sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def start_ray(address: str | None, cpus: int | None):
+    """An embedded local Ray (loopback only, no dashboard), or the cluster at ``address`` / RAY_ADDRESS."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every run's progress lines, not "[repeated 3x]"
+    cluster = bool(address or os.environ.get("RAY_ADDRESS"))
+    if not cluster:
+        # Ray otherwise swaps 127.0.0.1 for the host's address and listens on every interface;
+        # this switch (named for macOS / Windows, read when ray is imported) keeps it on loopback.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    quiet = {"logging_level": "warning", "log_to_driver": True}
+    if cluster:
+        ray.init(address=address, **quiet)
+    else:
+        # "local": a new Ray of this launcher's own, never one that /tmp/ray/ray_current_cluster names
+        # (a `ray start` of another user or a crashed session, possibly gone)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+    signal.signal(signal.SIGTERM, _sigterm)  # ray.init's own handler exits at once, leaving the trainers
+    return ray
+
+
+def _line(done: int, total: int, begin: float, busy: float) -> str:
+    eta = busy / done * (total - done) if done else float("nan")
+    return (f"{done}/{total} done, {time.perf_counter() - begin:.0f} s elapsed"
+            + (f", ETA {eta / 60:.1f} min" if done else ""))
+
+
+def run_matrix(ray, snap: Snapshot, stages: list[str], options: dict, slots: int) -> tuple[list[dict], dict]:
+    """Every stage as a Ray task; a line per finished stage and a heartbeat every 30 s. Returns the
+    results and {stage: error} of those that failed. Ctrl-C / SIGTERM cancel every task."""
+    task = ray.remote(run_stage).options(**options)
+    refs = {task.remote(snap, s): s for s in stages}
+    pending, results, failed, begin = list(refs), [], {}, time.perf_counter()
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=HEARTBEAT_S)
+            for ref in ready:
+                stage = refs[ref]
+                try:
+                    results.append(ray.get(ref))
+                    done = results[-1]
+                    status = f"{'ok' if done['trained'] else 'cached'} in {done['seconds']:.0f} s on {done['host']}"
+                except Exception as exc:  # RayTaskError wraps the stage's error; a lost worker after its retries
+                    failed[stage] = str(getattr(exc, "cause", None) or exc)
+                    status = "FAILED"
+                busy = sum(r["seconds"] for r in results) / max(slots, 1)
+                print(f"{time.strftime('%H:%M:%S')} {stage}: {status}; "
+                      f"{_line(len(results) + len(failed), len(stages), begin, busy)}", flush=True)
+            if not ready:
+                busy = sum(r["seconds"] for r in results) / max(slots, 1)
+                print(f"{time.strftime('%H:%M:%S')} train matrix: "
+                      f"{_line(len(results) + len(failed), len(stages), begin, busy)}", flush=True)
     except KeyboardInterrupt as exc:
-        stopped = workers.stop()
-        raise BetaschedError(f"interrupted ({exc or 'SIGINT'}): stopped {stopped} running train stage(s); "
+        for ref in pending:
+            ray.cancel(ref)  # KeyboardInterrupt in the task: it stops its dvc and trainer (snapshot.repro)
+        ray.wait(pending, num_returns=len(pending), timeout=60)
+        wait_for_clones(snap, [refs[ref] for ref in pending])  # Ray may report a cancel before the trainer ends
+        raise BetaschedError(f"interrupted ({exc or 'SIGINT'}): stopped {len(pending)} train stage(s); "
                              "`make repro` resumes them from their checkpoints") from exc
+    return results, failed
+
+
+def placement(ray, results: list[dict]) -> dict[str, int]:
+    """Finished runs per node, each node named by its custom resources (else its address)."""
+    names = {}
+    for node in ray.nodes():
+        custom = sorted(k for k in node.get("Resources", {}) if k not in ("CPU", "GPU", "memory", "object_store_memory")
+                        and not k.startswith(("node:", "accelerator_type:")))
+        names[node["NodeID"]] = ",".join(custom) or node.get("NodeManagerAddress", "?")
+    counts: dict[str, int] = {}
+    for r in results:
+        label = names.get(r["node"], r["host"])
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def _arguments(argv):
+    p = ArgumentParser(prog="python -m betasched.pipeline.parallel", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", default="auto", help="local Ray only: at most this many runs at once, as the cores allow (auto: cores / train.threads)")
+    p.add_argument("--gpus-per-run", type=float, default=None,
+                   help="GPUs per run (0.25: four runs per GPU); default 1 where Ray sees GPUs, else 0")
+    p.add_argument("--address", default=None, help="a running Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--preset", default=None, help="compose params.yaml from conf/ with this preset first")
+    p.add_argument("--remote", default=None,
+                   help="a DVC remote for nodes with their own cache (BETASCHED_DVC_CACHE): upstream data in, runs out")
+    p.add_argument("--serve-mlflow", action="store_true", help="run `mlflow server` for the tasks (a cluster)")
+    p.add_argument("--host", default="127.0.0.1", help="the MLflow server's address (default loopback only)")
+    p.add_argument("--port", type=int, default=5001, help="the MLflow server's port")
+    p.add_argument("--max-retries", type=int, default=3, help="retries of a task whose worker, node or trainer died")
+    p.add_argument("--repro", action="store_true", help="then one plain `dvc repro` here: restores and goes on")
+    a = p.parse_args(argv)
+    if a.jobs != "auto" and not (a.jobs.isdigit() and int(a.jobs) > 0):
+        raise ConfigError(f"--jobs={a.jobs!r} must be a positive integer or auto")
+    if a.gpus_per_run is not None and not 0 <= a.gpus_per_run <= 64:
+        raise ConfigError(f"--gpus-per-run={a.gpus_per_run} must be between 0 and 64 (0.25: four runs per GPU)")
+    if a.max_retries < 0:
+        raise ConfigError(f"--max-retries={a.max_retries} must be 0 or more")
+    return a
+
+
+def _dvc_here(*args: str, uri: str | None = None) -> None:
+    env = dict(os.environ, **({"MLFLOW_TRACKING_URI": uri} if uri else {}))
+    out = subprocess.run(dvc(*args), cwd=repo_root(), env=env)
+    if out.returncode != 0:
+        raise BetaschedError(f"`dvc {' '.join(args)}` failed (its message is above)")
+
+
+def _restore_from(remote: str, stages: list[str], uri: str | None) -> None:
+    """`dvc repro --pull` of the train stages with ``remote`` as its remote: the run-cache entries the nodes pushed
+    and the outputs they name, restored ("is cached - skipping run"), no other data. `dvc pull --run-cache` cannot do
+    this: it also checks out every stage, and these have no dvc.lock entry yet."""
+    from dvc.exceptions import DvcException
+    from dvc.logger import setup
+    from dvc.repo import Repo
+
+    if not logging.getLogger("dvc").handlers:
+        setup()  # DVC's own console lines, as its CLI prints them
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        logging.getLogger(name).propagate = False  # Ray's driver logs the root logger too: each line once
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        with Repo(repo_root(), remote=remote) as repo:
+            repo.reproduce(targets=stages, pull=True)
+    except DvcException as e:
+        raise BetaschedError(f"restoring the runs from DVC remote {remote!r} failed: {e}") from e
+
+
+def _train(a, plan: MatrixPlan, threads: int, nproc: int, uri: str | None) -> tuple[list[dict], dict, dict]:
+    """The matrix on Ray (``uri``: the MLflow server of --serve-mlflow); results, failures, runs per node."""
+    # --jobs caps the runs at once; the cores cap it too (more threads than cores only slow every run)
+    cpus = None if a.jobs == "auto" else max(threads, min(int(a.jobs) * threads, os.cpu_count() or 1))
+    ray = start_ray(a.address, cpus)
+    try:
+        gpus = a.gpus_per_run if a.gpus_per_run is not None else (1.0 if ray.cluster_resources().get("GPU") else 0.0)
+        options = task_options(threads, nproc, gpus, a.max_retries)
+        slots = int(ray.cluster_resources().get("CPU", 1) // options["num_cpus"]) or 1
+        uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri()  # the workspace's store, not a snapshot's
+        snap = snapshot(plan.files, plan.upstream, a.remote and dvc_remote(a.remote), passed_env({"MLFLOW_TRACKING_URI": uri}))
+        where = f"{gpus:g} GPU(s) and " if gpus else ""
+        print(f"{time.strftime('%H:%M:%S')} {len(plan.stages)} train stages on Ray "
+              f"({len(ray.nodes())} node(s), {ray.cluster_resources().get('CPU', 0):.0f} CPUs): "
+              f"{where}{options['num_cpus']} CPU(s) per run, {slots} at once", flush=True)
+        results, failed = run_matrix(ray, snap, plan.stages, options, slots)
+        if failed:
+            mark_failed(uri, [plan.names[s] for s in failed])
+        return results, failed, placement(ray, results)
     finally:
-        pool.shutdown(wait=True)
+        ray.shutdown()
 
 
 @one_line_errors
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jobs", default="auto", help="workers: a number, or auto (the GPUs, else the cores)")
-    a = p.parse_args(argv)
-    threads = load_params().train.threads
-    gpus = visible_gpus()
-    if a.jobs == "auto":
-        jobs = len(gpus) or max(1, (os.cpu_count() or 1) // threads)
-    elif a.jobs.isdigit() and int(a.jobs) > 0:
-        jobs = int(a.jobs)
-    else:
-        raise ConfigError(f"--jobs={a.jobs!r} must be a positive integer or auto")
-    stages = train_stages()
-    start = time.perf_counter()
-    failed = run_stages(stages, jobs, gpus, threads)
-    print(f"{len(stages)} train stages with {jobs} workers x {threads} thread(s) in "
-          f"{time.perf_counter() - start:.0f} s")
-    if failed:
-        raise BetaschedError(f"{len(failed)} train stage(s) failed ({', '.join(failed)}): see the messages "
-                          f"above, or run `dvc repro -s {failed[0]}` alone")
+    a = _arguments(argv)
+    if a.remote:
+        dvc_remote(a.remote)  # before anything runs
+    signal.signal(signal.SIGTERM, _sigterm)
+    if a.preset:
+        compose_params([f"preset={a.preset}"])
+    params = load_params()
+    plan = stage_plan()
+    with contextlib.ExitStack() as stack:
+        uri = stack.enter_context(serve(repo_root(), a.host, a.port)) if a.serve_mlflow else None
+        if plan.owners:  # the data and targets every run reads, before the snapshots are made
+            _dvc_here("repro", *plan.owners, uri=uri)
+        start = time.perf_counter()
+        results, failed, nodes = (_train(a, plan, params.train.threads, params.train.nproc, uri) if plan.stages
+                                  else ([], {}, {}))
+        print(f"{len(plan.stages)} train stages on Ray, {params.train.threads} thread(s) each, in "
+              f"{time.perf_counter() - start:.0f} s; runs per node: "
+              f"{', '.join(f'{k} {v}' for k, v in sorted(nodes.items())) or 'none'}", flush=True)
+        if failed:
+            for stage, error in failed.items():
+                sys.stderr.write(f"--- {stage}\n{error[-2000:]}\n")
+            raise BetaschedError(f"{len(failed)} train stage(s) failed ({', '.join(failed)}): see the messages above, "
+                                 f"or run `dvc repro -s {next(iter(failed))}` alone")
+        if a.remote:  # the runs of nodes with their own cache
+            _restore_from(a.remote, plan.stages, uri)
+        if a.repro:
+            _dvc_here("repro", uri=uri)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ def code_hash(script: str = TRAIN_SCRIPT) -> str:
     root = repo_root()
     path = root / script if (root / script).is_file() else Path(__file__)
     h = hashlib.sha256()
-    for f in import_closure(path, SRC):
-        h.update(str(f.relative_to(SRC if f.is_relative_to(SRC) else root)).encode() + b"\0")
+    # in the order of the names hashed, not of the absolute paths: the package may be installed
+    # apart from the repo (a Ray snapshot, site-packages), and the key must not follow where
+    named = sorted((str(f.relative_to(SRC if f.is_relative_to(SRC) else root)), f) for f in import_closure(path, SRC))
+    for name, f in named:
+        h.update(name.encode() + b"\0")
         h.update(f.read_bytes() + b"\0")
     return h.hexdigest()
 

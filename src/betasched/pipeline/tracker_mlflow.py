@@ -61,6 +61,9 @@ def settle_parent(client, parent: str) -> None:
         settle(client, parent)
 
 
+JOIN_S = 5.0  # the thread wakes every 2 s (set_system_metrics_sampling_interval), then sees the stop
+
+
 def stop_system_metrics(run_id: str) -> None:
     """Stop the run's system-metrics thread if it still runs. MLflow stops it only after the run's end
     is written: when that write fails (a full disk, a store gone), the thread lives on and, 2 s later,
@@ -77,11 +80,10 @@ def stop_system_metrics(run_id: str) -> None:
         return
     log = logging.getLogger(SystemMetricsMonitor.__module__)
     was_disabled, log.disabled = log.disabled, True
-    try:
-        monitor._shutdown_event.set()
-        thread.join()
-    finally:
-        log.disabled = was_disabled
+    monitor._shutdown_event.set()
+    thread.join(timeout=JOIN_S)  # it may wait on the store the failure left locked: the process ends anyway
+    if not thread.is_alive():
+        log.disabled = was_disabled  # else it stays quiet until the process, failing, ends it
 
 
 def dataset(manifest: dict):
@@ -151,7 +153,7 @@ class MlflowTracker:
                     raise
                 finally:
                     self._active.pop()
-        except BaseException:
+        except Exception:  # not an interrupt: end_run("KILLED") above stopped the thread, and must stay quick
             if active is not None:
                 stop_system_metrics(active.info.run_id)
             raise
