@@ -89,14 +89,8 @@ def wait_for_clones(snap: Snapshot, stages: list[str], grace: float = STOP_GRACE
 
     prefixes = tuple(os.path.join(tempfile.gettempdir(), clone_prefix(snap, s)) for s in stages)
 
-    def in_clones():
-        found = []
-        for proc in psutil.process_iter(["cwd"]):
-            if (proc.info["cwd"] or "").startswith(prefixes):
-                found.append(proc)
-        return found
-
-    _, alive = psutil.wait_procs(in_clones(), timeout=grace)
+    in_clones = [p for p in psutil.process_iter(["cwd"]) if (p.info["cwd"] or "").startswith(prefixes)]
+    _, alive = psutil.wait_procs(in_clones, timeout=grace)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
