@@ -2,7 +2,7 @@
 
 Starts `mlflow ui` on 127.0.0.1 (a free port, one worker), saves screenshots of the experiment's
 runs table, one training run's page, the comparison of two training runs and the pipeline's parent run
-(its description: the claims table) into ui-check/, checks
+(its description: the claims table), and of the `dvc plots show` page, into ui-check/, checks
 through the REST API that what they show is there (run count, metric keys, parent/child links),
 then stops the server by its PID. Needs Debian's chromium (`apt-get install chromium`); not part of
 `make test`.
@@ -40,12 +40,20 @@ def wait_for(port: int, timeout: float = 120) -> None:
     raise SystemExit(f"error: the MLflow UI did not start on port {port} within {timeout:.0f} s")
 
 
-def screenshot(chromium: str, url: str, path: Path) -> None:
+def screenshot(chromium: str, url: str, path: Path, size: str = "1500,950") -> None:
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={path.parent / '.chromium'}", "--hide-scrollbars", "--window-size=1500,950",
+                    f"--user-data-dir={path.parent / '.chromium'}", "--hide-scrollbars", f"--window-size={size}",
                     "--virtual-time-budget=20000", f"--screenshot={path}", url],
                    check=True, capture_output=True, timeout=180)
+
+
+def plots_page(chromium: str, repo: Path, out: Path) -> None:
+    """`dvc plots show` as a user runs it (offline: the repo's template inlines Vega), in one tall shot."""
+    dvc = Path(sys.executable).parent / "dvc"
+    subprocess.run([str(dvc), "plots", "show", "-o", str(out / "dvc_plots")], cwd=repo, check=True,
+                   capture_output=True, timeout=300)
+    screenshot(chromium, (out / "dvc_plots/index.html").as_uri(), out / "dvc_plots_page.png", size="1500,6000")
 
 
 def rest_checks(uri: str) -> dict:
@@ -103,6 +111,7 @@ def main() -> None:
         for name, url in pages.items():
             if url:
                 screenshot(chromium, url, out / name)
+        plots_page(chromium, repo, out)
         facts["screenshots"] = sorted(p.name for p in out.glob("*.png"))
         (out / "facts.json").write_text(json.dumps(facts, indent=2) + "\n")
         print(json.dumps(facts, indent=2))
@@ -113,7 +122,7 @@ def main() -> None:
             ({"loss", "test_acc", "momentum", "lr", "lr_applied"} <= set(facts["train_metric_keys"]),
              "a training run lacks a per-step metric"),
             (facts["described_parent"] is not None, "no pipeline parent carries the claims table"),
-            (len(facts["screenshots"]) == 4, "a screenshot is missing")] if not ok]
+            (len(facts["screenshots"]) == 5, "a screenshot is missing")] if not ok]
         if problems:
             raise SystemExit("error: " + "; ".join(problems))
     finally:

@@ -3,8 +3,9 @@ import io
 import json
 import re
 
+from betasched.pipeline.snapshot import progress_line
 from betasched.pipeline.timings import summary_lines
-from betasched.training.progress import Eta
+from betasched.training.progress import Eta, Progress
 
 
 def test_eta_prints_one_timestamped_line_per_item_with_the_count_and_an_eta():
@@ -32,3 +33,16 @@ def test_the_end_summary_is_in_pipeline_order_with_the_total_and_the_verdicts_in
     assert [x.split(":")[0] for x in lines[:4]] == ["prepare", "train", "scan", "report"]
     assert lines[1].startswith("train: 2 runs, 190 s") and lines[4].startswith("total: ")
     assert lines[5] == "claim 2: 1.39 -> inconclusive (n = 1) / consistent"
+
+
+def test_an_evaluation_line_names_the_run_and_its_lr_with_the_time_the_launcher_keeps():
+    stream = io.StringIO()
+    bar = Progress(3510, 0, "sgd/constant/s1000 lr 0.05", stream=stream)  # a log file: no bar, a line
+    bar.note(110, 1.7291, 0.28)
+    line = stream.getvalue().strip()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d sgd/constant/s1000 lr 0.05: step 110/3510, loss 1.729, accuracy 0.280", line)
+    echoed = progress_line("tune", line + "\n")
+    assert echoed == f"{line[:8]} [tune] sgd/constant/s1000 lr 0.05: step 110/3510, loss 1.729, accuracy 0.280"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d \[train@sgd-beta-0\] sgd-beta-s0: resuming from step 40 \(c\)",
+                        progress_line("train@sgd-beta-0", "sgd-beta-s0: resuming from step 40 (c)\n"))
+    assert progress_line("train@sgd-beta-0", "Running stage 'train@sgd-beta-0':\n") is None

@@ -263,7 +263,7 @@ def run_pilots(params: Params, runs: list[tuple[str, str, float | None, int]], f
         work = [(params, run, str(tmp)) for run in runs]
         eta, curves = Eta(len(work), "pilots"), {}
 
-        def done(key, curve) -> None:  # a pilot's progress lines name no LR: this line does
+        def done(key, curve) -> None:
             curves[key] = curve
             eta.tick(f"done ({key[0]}/{key[1]} at peak LR {key[2]}, seed {key[3]}"
                      f"{', diverged' if curve is None else f', final validation accuracy {curve[-1]:.3f}' if curve else ''})")

@@ -35,6 +35,7 @@ SIDE_PATHS = (".checkpoints", "timings", "tracking", ".pipeline-run.lock")
 # a trainer's evaluation line (training/progress.py), its resume line (pipeline/runs.py), or a
 # stage's own progress line with an ETA
 PROGRESS = re.compile(r": step \d+/\d+|: resuming from step |ETA ")
+STAMPED = re.compile(r"(\d\d:\d\d:\d\d) ")
 # How DVC reports a command that a signal ended (the OOM killer, a lost node, a `kill -9`, a
 # preemption's SIGTERM): -N for its own child, 128+N through the shell that runs `cmd` (137: SIGKILL,
 # 143: SIGTERM), 130 for the trainer's own exit on SIGTERM / SIGINT (cli.one_line_errors).
@@ -138,6 +139,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def progress_line(stage: str, line: str) -> str | None:
+    """A stage's progress line as the launcher echoes it: time, [stage], text (the trainer's own
+    time when it gave one); None for any other line."""
+    if not PROGRESS.search(line):
+        return None
+    stamp = STAMPED.match(line)
+    text = line[stamp.end():] if stamp else line
+    return f"{stamp.group(1) if stamp else time.strftime('%H:%M:%S')} [{stage}] {text.strip()}"
+
+
 def repro(root: Path, stage: str, env: dict) -> subprocess.CompletedProcess:
     """`dvc repro -s stage` in its own process group; the trainer's evaluation lines echoed as they
     come, with the time and the stage. A cancelled task (Ctrl-C at the driver) stops the group."""
@@ -147,8 +158,9 @@ def repro(root: Path, stage: str, env: dict) -> subprocess.CompletedProcess:
     try:
         for line in proc.stdout:
             lines.append(line)
-            if PROGRESS.search(line):
-                print(f"{time.strftime('%H:%M:%S')} [{stage}] {line.strip()}", flush=True)
+            shown = progress_line(stage, line)
+            if shown:
+                print(shown, flush=True)
         proc.wait()
     except BaseException:  # KeyboardInterrupt from ray.cancel, SystemExit
         stop_group(proc)

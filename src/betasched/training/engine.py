@@ -342,7 +342,7 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
     x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
     tracker = CurvatureTracker(cfg, x_train, y_train) if get_schedule(cfg.schedule).needs_curvature else None
     keep = set(point_steps(state.total_steps, cfg.keep_points))
-    bar = Progress(state.total_steps, state.step, f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed}",
+    bar = Progress(state.total_steps, state.step, f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed} lr {cfg.lr:g}",
                    cfg.progress and ranks.is_main)
     diverged, clock = None, time.perf_counter()
     while state.step < state.total_steps and diverged is None:

@@ -23,8 +23,9 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
         elif self.enabled:
-            print(f"{self.desc}: step {step}/{self.total}, loss {loss:.3f}, accuracy {acc:.3f}", file=self.stream,
-                  flush=True)
+            # timestamped, so that a log shows how far apart the lines are (the launcher keeps this time)
+            print(f"{time.strftime('%H:%M:%S')} {self.desc}: step {step}/{self.total}, loss {loss:.3f}, "
+                  f"accuracy {acc:.3f}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
