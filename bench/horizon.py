@@ -40,9 +40,11 @@ def rung(folder: Path) -> dict:
         if untuned:
             ratios["constant_untuned / beta"] = untuned["interval"]
     for name, comp in ((c5 or {}).get("extra") or {}).get("comparisons", {}).items():
-        ratios[f"{name} / hybrid"] = comp["interval"]
+        if comp["interval"]["n"]:  # n = 0: an arm this rung did not train (cpu-full has no hybrid)
+            ratios[f"{name} / hybrid"] = comp["interval"]
     return {"preset": data["preset"], "facts": facts, "targets": data["targets"]["values"], "ratios": ratios,
-            "verdict2": c2 and f"{c2['direction']} / {c2['magnitude']}", "verdict5": c5 and c5["direction"]}
+            "verdict2": c2 and f"{c2['direction']} / {c2['magnitude']}", "verdict5": c5 and (c5["direction"] if any(k.endswith("/ hybrid") for k in ratios)
+                                 else "not trained (no hybrid arm)")}
 
 
 def _reference_from_report(report: Path) -> float | None:
