@@ -84,7 +84,11 @@ def test_tiny_mlp_against_autograd_hessian():
     assert est["lambda_max"] == pytest.approx(float(eig.max()), rel=1e-6)
     assert est["lambda_mean"] == pytest.approx(float(torch.trace(h)) / len(flat0), rel=0.05)
     # A group's block: the Hessian restricted to the last layer's weights.
-    block = curvature(model, x, y, groups={"out": [params[2]]}, steps=8, samples=10)["groups"]["out"]
+    told = []  # each group is reported as it is done, with the estimate the result holds
+    result = curvature(model, x, y, groups={"hidden": [params[0]], "out": [params[2]]}, steps=8, samples=10,
+                       on_group=lambda name, e: told.append((name, e)))
+    block = result["groups"]["out"]
+    assert told == [("hidden", result["groups"]["hidden"]), ("out", block)]
     idx = slice(sum(math.prod(s) for s in shapes[:2]), sum(math.prod(s) for s in shapes[:3]))
     assert block["lambda_max"] == pytest.approx(float(torch.linalg.eigvalsh(h[idx, idx]).max()), rel=1e-6)
 

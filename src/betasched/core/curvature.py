@@ -188,13 +188,15 @@ def spectral_density(runs: list[dict]) -> tuple[list[float], list[float]]:
 def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int = 20, samples: int = 20,
               seed: int = 0, loss_fn: Callable = F.cross_entropy, precondition: dict | None = None,
               estimates: tuple[str, ...] = ("lambda_max", "lambda_mean"), weight_decay: float = 0.0,
-              bn_mode: str = "train", probes: int = 1) -> dict:
+              bn_mode: str = "train", probes: int = 1,
+              on_group: Callable[[str, dict], None] | None = None) -> dict:
     """lambda_max (with lambda_min and the residual) and lambda_mean (= tr(H)/d, with its standard
     error) of the loss on (x, y): for the whole model, and for each of ``groups`` (name -> its
     parameters) when given. ``precondition``: parameter -> D (the diagonal preconditioner, same
     shape). ``estimates``: which of the two to compute (a caller that needs one saves the other's
     Hessian-vector products). ``probes``: Lanczos runs for the spectral density (the first is
-    lambda_max's own; each further one costs ``steps`` products). Returns them and the products used."""
+    lambda_max's own; each further one costs ``steps`` products). ``on_group(name, estimate)`` is
+    called as each group is done (a caller's progress line). Returns them and the products used."""
     unknown = set(estimates) - {"lambda_max", "lambda_mean"}
     if unknown:
         raise ValueError(f"unknown curvature estimate(s) {sorted(unknown)}: use lambda_max or lambda_mean")
@@ -216,5 +218,9 @@ def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int 
 
     result = one(list(model.parameters()))
     if groups:
-        result["groups"] = {name: one(ps) for name, ps in groups.items()}
+        result["groups"] = {}
+        for name, ps in groups.items():
+            result["groups"][name] = one(ps)
+            if on_group is not None:
+                on_group(name, result["groups"][name])
     return result

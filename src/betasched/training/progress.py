@@ -32,6 +32,11 @@ class Progress:
             self.bar.close()
 
 
+def stamped(text: str, stream=None) -> None:
+    """One progress line with the time of day in front."""
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=stream or sys.stdout, flush=True)
+
+
 class Eta:
     """k of n items done, the time elapsed and an ETA from the mean item so far: one line per item
     (the repair's arms, the scan's points), so a long stage is never silent for long."""
@@ -44,5 +49,5 @@ class Eta:
         self.done += 1
         elapsed = time.perf_counter() - self.start
         eta = elapsed / self.done * (self.total - self.done)
-        print(f"{time.strftime('%H:%M:%S')} {self.label}: {self.done}/{self.total} {what}; {elapsed:.0f} s elapsed, "
-              f"ETA {eta / 60:.1f} min", file=self.stream, flush=True)
+        stamped(f"{self.label}: {self.done}/{self.total} {what}; {elapsed:.0f} s elapsed, ETA {eta / 60:.1f} min",
+                self.stream)
