@@ -42,9 +42,10 @@ def rung(folder: Path) -> dict:
     for name, comp in ((c5 or {}).get("extra") or {}).get("comparisons", {}).items():
         if comp["interval"]["n"]:  # n = 0: an arm this rung did not train (cpu-full has no hybrid)
             ratios[f"{name} / hybrid"] = comp["interval"]
+    trained5 = any(k.endswith("/ hybrid") for k in ratios)
     return {"preset": data["preset"], "facts": facts, "targets": data["targets"]["values"], "ratios": ratios,
-            "verdict2": c2 and f"{c2['direction']} / {c2['magnitude']}", "verdict5": c5 and (c5["direction"] if any(k.endswith("/ hybrid") for k in ratios)
-                                 else "not trained (no hybrid arm)")}
+            "verdict2": c2 and f"{c2['direction']} / {c2['magnitude']}",
+            "verdict5": c5 and (c5["direction"] if trained5 else "not trained (no hybrid arm)")}
 
 
 def _reference_from_report(report: Path) -> float | None:

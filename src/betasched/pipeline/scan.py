@@ -86,6 +86,7 @@ def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: Scan, optimizer:
     wd = optim.weight_decay if settings.weight_decay and optimizer in COUPLED_DECAY else 0.0
     lr_near_zero = alpha <= 0.01 * float(steps["lr_applied"].max())  # the cosine's end: alpha lam ~ 0 says little
     groups = layer_groups(model) if by_group and not lr_near_zero else None
+
     def said(name: str, e: dict) -> None:  # a grouped point is 8 Lanczos runs (71 s on full CIFAR-10)
         stamped(f"scan: {path.parent.parent.name} step {step} group {name}: lambda_max {e['lambda_max']:.3g}")
 

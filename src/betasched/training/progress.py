@@ -24,8 +24,7 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
         elif self.enabled:
             # timestamped, so that a log shows how far apart the lines are (the launcher keeps this time)
-            print(f"{time.strftime('%H:%M:%S')} {self.desc}: step {step}/{self.total}, loss {loss:.3f}, "
-                  f"accuracy {acc:.3f}", file=self.stream, flush=True)
+            stamped(f"{self.desc}: step {step}/{self.total}, loss {loss:.3f}, accuracy {acc:.3f}", self.stream)
 
     def close(self) -> None:
         if self.bar is not None:
