@@ -114,11 +114,11 @@ gpu-import: $(STAMP)
 	$(BIN)/python -m betasched.pipeline.gpu_import $(OUT)
 
 # The core alone in a fresh venv, torch installed from its wheel (pip takes it from this disk):
-# the README's library snippets must run there (tests/test_core_install.py links torch instead).
+# the README's library snippets must run there (tests/core/test_core_install.py links torch instead).
 core-check: $(STAMP)
 	rm -rf .core-venv && $(PY) -m venv .core-venv
 	.core-venv/bin/pip install -q --disable-pip-version-check -c constraints.txt .
-	$(BIN)/python tests/test_core_install.py $(abspath .core-venv)/bin/python
+	$(BIN)/python tests/core/test_core_install.py $(abspath .core-venv)/bin/python
 	rm -rf .core-venv
 
 clean:

@@ -13,7 +13,7 @@ and writes at most 8 files into --out: summary.json, report.md, accuracy.png, da
 tracking.tar.gz (the runs' JSON lines: `make gpu-import OUT=...` logs them into MLflow back home).
 
     python bench/gpu_check.py --out /tmp/gpu                   # on the GPU machine
-    python bench/gpu_check.py --out /tmp/cpu --device cpu --tiny  # the CPU rehearsal (tests/test_gpu_check.py)
+    python bench/gpu_check.py --out /tmp/cpu --device cpu --tiny  # the CPU rehearsal (tests/bench/test_gpu_check.py)
 """
 from __future__ import annotations
 

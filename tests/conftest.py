@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 torch.set_num_threads(1)
-# Logging each network as an MLflow model costs ~3 s a run (torch.export); tests/test_tracking.py
+# Logging each network as an MLflow model costs ~3 s a run (torch.export); tests/pipeline/test_tracking.py
 # covers it once, the pipeline tests skip it.
 os.environ.setdefault("BETASCHED_LOG_MODEL", "0")
 

@@ -90,3 +90,14 @@ def test_stage_scripts_are_thin():
     for path in (ROOT / "stages").glob("*.py"):
         assert path.stat().st_size <= 3072, path
         assert 'if __name__ == "__main__":' in path.read_text(), path
+
+
+def test_the_tests_are_grouped_by_layer():
+    """tests/<layer>/ for each package layer, tests/stages/ for the DVC stages end to end and
+    tests/bench/ for bench/; only this architecture test sits at the top."""
+    folders = set(ALLOWED) | {"stages", "bench"}
+    tests = ROOT / "tests"
+    misplaced = [str(p.relative_to(tests)) for p in tests.rglob("test_*.py")
+                 if p.parent.name not in folders and p != Path(__file__).resolve()]
+    assert not misplaced, misplaced
+    assert {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))} <= folders

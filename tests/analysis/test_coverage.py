@@ -1,6 +1,6 @@
 """Coverage of claim 2's interval on data made the way a verdict run makes it (issue 21 item 7).
 
-tests/test_stats.py draws per-seed log ratios directly (normal, rounded to whole steps). Here each
+tests/analysis/test_stats.py draws per-seed log ratios directly (normal, rounded to whole steps). Here each
 seed and arm is a noisy accuracy curve, measured the way the project measures it:
 
 - mean curve acc(t) = A_MAX (1 - exp(-t / tau)); the fast arm's tau = TAU0 exp(u), the slow arm's
@@ -18,7 +18,7 @@ target is its exp. The interval under test is ``stats.paired_log_ratio(slow, fas
 (what claims.speedup calls): two-sided with every seed reached, one-sided (``low`` only) when
 the run length cut some slow-arm seeds.
 
-``python tests/test_coverage.py [reps]`` prints the coverage table (``coverage_table``)."""
+``python tests/analysis/test_coverage.py [reps]`` prints the coverage table (``coverage_table``)."""
 from __future__ import annotations
 
 import functools

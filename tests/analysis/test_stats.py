@@ -169,7 +169,7 @@ def test_prediction_interval_covers_one_new_seed_at_its_level(n):
 def test_censored_slow_seed_gives_a_lower_bound_only():
     """Entering a censored slow seed at the run length can only lower its log ratio, so the mean;
     the bound itself can move either way (the sd changes too): its coverage is what
-    tests/test_coverage.py checks."""
+    tests/analysis/test_coverage.py checks."""
     slow, fast = [300, 320, 340, 310, 305, 330, 315, 325], [100, 110, 105, 100, 102, 108, 104, 101]
     cut = paired_log_ratio(slow[:2] + [None] + slow[3:], fast, horizon=330)["interval"]
     values = sorted([math.log(a / b) for a, b in zip(slow, fast)][:2] + [math.log(330 / 105)] +

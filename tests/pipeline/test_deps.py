@@ -12,6 +12,15 @@ def test_every_stage_lists_exactly_its_import_closure():
     assert check_stage_deps(ROOT / "dvc.yaml", ROOT) == {}
 
 
+def test_the_train_like_stages_share_one_deps_template():
+    """train, control and lam run one script: one deps list (a YAML alias), so that a closure rewrite
+    (`python -m betasched.pipeline.closure --write`) reaches all three and they cannot drift apart."""
+    text = (ROOT / "dvc.yaml").read_text()
+    stages = yaml.safe_load(text)["stages"]
+    assert stages["control"]["deps"] is stages["train"]["deps"] is stages["lam"]["deps"]
+    assert text.count("deps: *train_deps") == 2
+
+
 def test_a_dropped_dep_is_reported(tmp_path):
     """The check can fail: drop the engine from the train stage and the statistics from report."""
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -23,7 +32,8 @@ def test_a_dropped_dep_is_reported(tmp_path):
     assert problems["train"]["missing"] == ["src/betasched/training/engine.py"]
     assert problems["report"]["missing"] == ["src/betasched/analysis/stats.py"]
     assert problems["compare"] == {"missing": [], "extra": ["src/betasched/core/surgery.py"]}
-    assert set(problems) == {"train", "report", "compare"}
+    assert problems["control"] == problems["lam"] == problems["train"]  # one deps list, shared
+    assert set(problems) == {"train", "control", "lam", "report", "compare"}
 
 
 def test_closure_follows_relative_submodule_and_lazy_imports(tmp_path):

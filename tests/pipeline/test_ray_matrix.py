@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import env_with_venv, sgd_repo, trainer_processes
+from conftest import ROOT, env_with_venv, sgd_repo, trainer_processes
 
 pytestmark = pytest.mark.pipeline
 pytest.importorskip("ray")
@@ -121,8 +121,7 @@ def test_two_ray_nodes_on_loopback_share_the_matrix_through_the_run_cache(tmp_pa
 
 
 def test_the_slurm_script_parses():
-    assert subprocess.run(["bash", "-n", "ops/ray-slurm.sbatch"], cwd=os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))).returncode == 0
-    text = open(os.path.join(os.path.dirname(__file__), "..", "ops", "ray-slurm.sbatch")).read()
+    assert subprocess.run(["bash", "-n", "ops/ray-slurm.sbatch"], cwd=ROOT).returncode == 0
+    text = (ROOT / "ops/ray-slurm.sbatch").read_text()
     assert "RAY_AUTH_MODE=token" in text and "0.0.0.0" not in text
     assert "ray symmetric-run" in text and "--serve-mlflow" in text

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import env_with_venv, make_repo, prepare_repo
+from conftest import ROOT, env_with_venv, make_repo, prepare_repo
 
 pytestmark = pytest.mark.pipeline  # runs each stage of a smoke repo on bad input: `make test-fast` leaves it out
 
@@ -570,7 +570,7 @@ def test_shell_injection_through_dvc_repro_s(repo):
 def test_no_matrix_value_is_pasted_into_a_command():
     """dvc.yaml's commands hold no `${...}`: a matrix stage's script finds its run from the stage
     name DVC passes in $DVC_STAGE, so no name from params.yaml is ever parsed by a shell."""
-    stages = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         assert "${" not in str(stage["cmd"]), (name, stage["cmd"])
 

@@ -99,7 +99,7 @@ def render(claims, runs, overlap: OverlapRecord, repair: RepairRecord, params, m
         "inside the margin declared in `stats.margins`); the paper reports one seed, so its number is compared with the "
         f"prediction interval for one seed (with censored seeds: with the one-sided interval). Fewer than {meta['min_seeds']} seeds: inconclusive by rule. Intervals: 95%, "
         "method per claim below; their coverage under simulated noisy curves, the evaluation grid and censoring is "
-        "checked at n = 3, 5, 8, 10 (tests/test_coverage.py, at the settings simulated there). A censored seed enters "
+        "checked at n = 3, 5, 8, 10 (tests/analysis/test_coverage.py, at the settings simulated there). A censored seed enters "
         "at the run length: a one-sided, distribution-free bound of the median, and the sign test decides.",
         _table(["#", "method", "null", "notes"],
                [[c["id"], c["interval"]["method"], _num(c["null"], 3), c["notes"]] for c in claims]),

@@ -1,5 +1,5 @@
 """Statistics over seeds, built for small n (3 to 10): paired per-seed values, intervals whose
-coverage tests/test_stats.py and tests/test_coverage.py check by simulation (noisy accuracy
+coverage tests/analysis/test_stats.py and tests/analysis/test_coverage.py check by simulation (noisy accuracy
 curves, the evaluation grid, censoring at the run length), exact or permutation tests, Holm's
 step-down adjustment over a declared family, and censored seeds (a target never reached) kept as
 what they are: "at least the run length", never dropped.

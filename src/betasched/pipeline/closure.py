@@ -1,7 +1,7 @@
 """The files a stage script runs: its import closure within the betasched package.
 
 DVC re-runs a stage only when a listed dependency changes, so each stage's deps must cover this
-closure (tests/test_deps.py checks dvc.yaml against it), and a resumable checkpoint must be keyed
+closure (tests/pipeline/test_deps.py checks dvc.yaml against it), and a resumable checkpoint must be keyed
 by it, so that a run never resumes into code it was not started with."""
 from __future__ import annotations
 
