@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     data, _ = load_prepared()
-    epochs = -(-args.steps * 128 // len(data["y_train"]))
+    epochs = -(-args.steps * 128 // len(data.train))
     print("| setting | refreshes | HVPs | HVPs per refresh | lambda-hat per refresh | final test acc |")
     print("|---|---|---|---|---|---|")
     for name, extra in SETTINGS.items():

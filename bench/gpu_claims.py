@@ -40,7 +40,7 @@ def evidence(params, device, out: Path) -> dict:
                       params.repair.n_random, e.seed)
     results = run_arms(load_model(e.dir / "model.pt", device), rec, data, repair_budget(params, e.seed, device), arms, device)
     repair = RepairRecord(params.schedule, SPLITS, dataclasses.asdict(params.repair), params.attribution.k,
-                          len(data["y_test"]), [RepairModel(e.run, e.optimizer, e.seed, rec.problem_layers, results)])
+                          len(data.test), [RepairModel(e.run, e.optimizer, e.seed, rec.problem_layers, results)])
     targets = list(load_targets())
     claims = claim_rows(runs, overlap, repair, params.momentum.max_momentum, targets, params.matrix.seeds,
                         verdict_rules(params), peak_lr=peak_lr(params, "sgd", "beta", load_tuned()))

@@ -31,7 +31,7 @@ def main() -> None:
             model = base.to(memory_format=torch.channels_last) if fast else base
             budget = Budget(steps=40, lr=0.001, autocast_dtype=torch.bfloat16 if fast else None)
             start = time.perf_counter()
-            surgical_finetune(model, ["fc", "layer4", "layer3"], data["x_train"], data["y_train"], budget,
+            surgical_finetune(model, ["fc", "layer4", "layer3"], data.train.x, data.train.y, budget,
                               prepare=lambda t, cl=fast: normalize(t, cl), augment=augment)
             seconds[name].append(time.perf_counter() - start)
     for name, values in seconds.items():

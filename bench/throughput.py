@@ -75,7 +75,7 @@ def time_engine(model, opt, x_train, y_train, steps, batch, device, gen, channel
 def bench(width, steps, rounds, batch, device, raw, channels_last, workers, compile_, prepared, precision,
           step_impl="foreach"):
     data, _ = load_prepared(prepared)
-    x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
+    x_train, y_train = data.train.x.to(device), data.train.y.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         dataset, kind = baseline_dataset(raw, Path(tmp))

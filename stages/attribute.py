@@ -24,7 +24,7 @@ def attribute_stage() -> None:
     attribution_settings(params)  # checked before anything is written
     tracking.setup()
     device = compute_device(params, params.attribution.threads)
-    data, manifest = load_prepared()  # only x_val / y_val are read: the test set is never used here
+    data, manifest = load_prepared()  # only data.val is read: the test split is never used here
     records = [attribute_run(entry, data, params, device) for entry in entries]
     with atomic_dir(ATTRIBUTION_DIR) as tmp:
         for rec in records:

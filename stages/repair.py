@@ -34,7 +34,7 @@ def repair_stage() -> None:
     with tracking.run(f"repair-{params.schedule}", tracking.stage_tags("repair", params),
                       {"repair": budget, "k": k}, system_metrics=False):
         models = repair_models(entries, records, budgets, data, cfg, k, device)
-        table = write_outputs(RepairRecord(params.schedule, SPLITS, budget, k, len(data["y_test"]), models))
+        table = write_outputs(RepairRecord(params.schedule, SPLITS, budget, k, len(data.test), models))
         tracking.log_metrics({f"net.{r.run}.{r.arm}": r.net for r in table.itertuples()})  # chartable in the UI
         tracking.log_artifacts(["metrics/repair.json", "metrics/repair.csv", "plots/repair.png"])
     timings.record("stage", "repair", {"wall_seconds": time.perf_counter() - start})

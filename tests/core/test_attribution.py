@@ -40,8 +40,8 @@ def branch_data(n=40, seed=0):
 def test_the_group_carrying_the_errors_ranks_first(method):
     x, y = branch_data()
     res = attribute(ThreeBranches(), x, y, method=method, batch_size=7)
-    assert res["n_errors"] == 20 and res["n_correct"] == 20
-    assert problem_layers(res["scores"], k=1) == ["g1"]
+    assert res.n_errors == 20 and res.n_correct == 20
+    assert problem_layers(res.scores, k=1) == ["g1"]
 
 
 @pytest.mark.parametrize("method", ["rgn_ratio", "taylor", "fisher"])
@@ -50,8 +50,8 @@ def test_scores_do_not_depend_on_the_accumulation_batch(method):
     model = ResNet18(width=4)
     x = torch.randn(60, 3, 32, 32)
     y = torch.randint(0, 10, (60,))
-    a = attribute(model, x, y, method=method, batch_size=7)["scores"]
-    b = attribute(model, x, y, method=method, batch_size=60)["scores"]
+    a = attribute(model, x, y, method=method, batch_size=7).scores
+    b = attribute(model, x, y, method=method, batch_size=60).scores
     assert list(a) == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
     for name in a:
         assert a[name] == pytest.approx(b[name], rel=1e-4)
@@ -82,7 +82,7 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="images are torch.uint8, not floating point: pass prepare="):
         attribute(ThreeBranches(), (x * 10).to(torch.uint8), y)
     res = attribute(ThreeBranches(), (x * 10).to(torch.uint8), y, prepare=lambda b: b.float() / 10)
-    assert res["n_errors"] == res["n_correct"] <= res["n_misclassified"]
+    assert res.n_errors == res.n_correct <= res.n_misclassified
 
 
 def test_no_misclassified_image_is_a_clear_error():

@@ -53,9 +53,9 @@ def test_one_estimate_asked_for_costs_only_its_own_products():
     both = curvature(model, zero, zero, steps=8, samples=5, seed=3, loss_fn=_loss)
     top = curvature(model, zero, zero, steps=8, samples=5, seed=3, loss_fn=_loss, estimates=("lambda_max",))
     mean = curvature(model, zero, zero, steps=8, samples=5, seed=3, loss_fn=_loss, estimates=("lambda_mean",))
-    assert top["lambda_max"] == both["lambda_max"] and mean["lambda_mean"] == both["lambda_mean"]
-    assert "lambda_mean" not in top and "lambda_max" not in mean
-    assert top["hvps"] + mean["hvps"] == both["hvps"] and mean["hvps"] == 5
+    assert top.lambda_max == both.lambda_max and mean.lambda_mean == both.lambda_mean
+    assert top.lambda_mean is None and mean.lambda_max is None and mean.density is None
+    assert top.hvps + mean.hvps == both.hvps and mean.hvps == 5
     with pytest.raises(ValueError, match="lambda_max or lambda_mean"):
         curvature(model, zero, zero, loss_fn=_loss, estimates=("trace",))
 
@@ -81,16 +81,16 @@ def test_tiny_mlp_against_autograd_hessian():
     h = torch.autograd.functional.hessian(loss_of, flat0)
     eig = torch.linalg.eigvalsh(h)
     est = curvature(model, x, y, steps=len(flat0), samples=4000, seed=1)
-    assert est["lambda_max"] == pytest.approx(float(eig.max()), rel=1e-6)
-    assert est["lambda_mean"] == pytest.approx(float(torch.trace(h)) / len(flat0), rel=0.05)
+    assert est.lambda_max == pytest.approx(float(eig.max()), rel=1e-6)
+    assert est.lambda_mean == pytest.approx(float(torch.trace(h)) / len(flat0), rel=0.05)
     # A group's block: the Hessian restricted to the last layer's weights.
     told = []  # each group is reported as it is done, with the estimate the result holds
     result = curvature(model, x, y, groups={"hidden": [params[0]], "out": [params[2]]}, steps=8, samples=10,
                        on_group=lambda name, e: told.append((name, e)))
-    block = result["groups"]["out"]
-    assert told == [("hidden", result["groups"]["hidden"]), ("out", block)]
+    block = result.groups["out"]
+    assert told == [("hidden", result.groups["hidden"]), ("out", block)]
     idx = slice(sum(math.prod(s) for s in shapes[:2]), sum(math.prod(s) for s in shapes[:3]))
-    assert block["lambda_max"] == pytest.approx(float(torch.linalg.eigvalsh(h[idx, idx]).max()), rel=1e-6)
+    assert block.lambda_max == pytest.approx(float(torch.linalg.eigvalsh(h[idx, idx]).max()), rel=1e-6)
 
 
 def test_same_seed_same_estimate_and_no_side_effect():
@@ -100,8 +100,8 @@ def test_same_seed_same_estimate_and_no_side_effect():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     a = curvature(model, x, y, steps=5, samples=5, seed=3)
     b = curvature(model, x, y, steps=5, samples=5, seed=3)
-    assert a == b and a["hvps"] == 10
-    assert curvature(model, x, y, steps=5, samples=5, seed=4)["lambda_mean"] != a["lambda_mean"]
+    assert a == b and a.hvps == 10
+    assert curvature(model, x, y, steps=5, samples=5, seed=4).lambda_mean != a.lambda_mean
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # BN statistics untouched
 
 

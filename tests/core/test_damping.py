@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from betasched.core.curvature import HessianOperator, curvature, hutchinson, lanczos, spectral_density
+from betasched.core.curvature import CurvatureEstimate, HessianOperator, curvature, hutchinson, lanczos, spectral_density
 from betasched.analysis.stats import expected_random_jaccard
 from betasched.core.damping import damping, label, spectral_radius, stability_ratio, zeta, zeta_discrete
 from betasched.core.scheduler import MomentumScheduler
@@ -136,7 +136,7 @@ def test_beta_curv_refuses_a_negative_curvature_instead_of_mu_099(source):
     x = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)
     y = torch.zeros(4, dtype=torch.long)
     est = curvature(model, x.double(), y, steps=4, samples=4)
-    assert est["lambda_max"] == pytest.approx(-1.0) and est["lambda_mean"] == pytest.approx(-1.0)
+    assert est.lambda_max == pytest.approx(-1.0) and est.lambda_mean == pytest.approx(-1.0)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     sched = MomentumScheduler(opt, "beta_curv", total_steps=10, lam=1.0)
     state = SimpleNamespace(step=0, model=model, momentum_scheduler=sched,
@@ -181,8 +181,8 @@ def test_dropout_masks_come_from_the_seed_not_the_global_stream():
     before = torch.get_rng_state()
     b = curvature(model, x, y, steps=5, samples=5, seed=7)
     assert torch.equal(before, torch.get_rng_state())  # and the global stream is not consumed
-    assert a["lambda_max"] == b["lambda_max"] and a["lambda_mean"] == b["lambda_mean"]
-    assert curvature(model, x, y, steps=5, samples=5, seed=8)["lambda_max"] != a["lambda_max"]
+    assert a.lambda_max == b.lambda_max and a.lambda_mean == b.lambda_mean
+    assert curvature(model, x, y, steps=5, samples=5, seed=8).lambda_max != a.lambda_max
 
 
 def test_batchnorm_mode_is_an_option_and_changes_the_hessian():
@@ -192,7 +192,7 @@ def test_batchnorm_mode_is_an_option_and_changes_the_hessian():
     x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
     train = curvature(model, x, y, steps=10, samples=5, bn_mode="train")
     evald = curvature(model, x, y, steps=10, samples=5, bn_mode="eval")
-    assert train["lambda_max"] != pytest.approx(evald["lambda_max"], rel=1e-3)
+    assert train.lambda_max != pytest.approx(evald.lambda_max, rel=1e-3)
     with pytest.raises(ValueError, match="bn_mode"):
         curvature(model, x, y, bn_mode="frozen")
 
@@ -266,7 +266,7 @@ def test_spectral_density_matches_the_exact_spectrum():
 def _grouped_point(optimizer, seed, step, lams, alpha=0.01, mu=0.5):
     from betasched.pipeline.scan import _group_damping
 
-    groups = {g: {"lambda_max": lam, "residual": 0.0, "lambda_mean": lam / 10, "lambda_mean_se": 0.0}
+    groups = {g: CurvatureEstimate(dim=1, hvps=0, lambda_max=lam, residual=0.0, lambda_mean=lam / 10, lambda_mean_se=0.0)
               for g, lam in lams.items()}
     return {"run": f"{optimizer}-beta-{seed}", "optimizer": optimizer, "seed": seed, "step": step, "frac": 0.5,
             "alpha": alpha, "groups": _group_damping(groups, alpha, mu, (0.8, 1.25))}

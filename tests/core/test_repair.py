@@ -64,21 +64,21 @@ def test_outcome_on_a_hand_made_prediction_pair():
     before = torch.tensor([0, 1, 2, 3, 9, 9, 9, 9])  # 4 right
     after = torch.tensor([0, 1, 9, 3, 4, 5, 6, 9])   # fixed 4,5,6; broke 2
     out = repair_outcome(before, after, labels)
-    assert (out["fixed"], out["broken"], out["net"]) == (3, 1, 2)
-    assert out["acc_before"] == 0.5 and out["acc_after"] == 0.75
-    assert (out["flipped"], out["errors_before"]) == (4, 4)  # 2, 4, 5, 6 changed; 4..7 were wrong
+    assert (out.fixed, out.broken, out.net) == (3, 1, 2)
+    assert out.acc_before == 0.5 and out.acc_after == 0.75
+    assert (out.flipped, out.errors_before) == (4, 4)  # 2, 4, 5, 6 changed; 4..7 were wrong
 
 
 def test_churn_counts_every_changed_prediction_right_or_wrong():
     # right before: T T F T; right after: T F F F. Image 1 (1 -> 2) and image 3 (3 -> 1) break;
     # image 2 stays 2, wrong both times: no change, no fix.
     out = repair_outcome(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 2, 2, 1]), torch.tensor([0, 1, 3, 3]))
-    assert (out["fixed"], out["broken"], out["flipped"], out["errors_before"]) == (0, 2, 2, 1)
+    assert (out.fixed, out.broken, out.flipped, out.errors_before) == (0, 2, 2, 1)
     # A wrong prediction that moves to another wrong class flips without fixing or breaking:
     # image 3 (9 -> 8, label 3); image 1 breaks (1 -> 2), image 2 is fixed (9 -> 2).
     out = repair_outcome(torch.tensor([0, 1, 9, 9, 4]), torch.tensor([0, 2, 2, 8, 4]), torch.tensor([0, 1, 2, 3, 4]))
-    assert (out["fixed"], out["broken"], out["net"]) == (1, 1, 0)
-    assert (out["flipped"], out["errors_before"]) == (3, 2)
+    assert (out.fixed, out.broken, out.net) == (1, 1, 0)
+    assert (out.flipped, out.errors_before) == (3, 2)
 
 
 def test_mcnemar_exact_on_known_tables():

@@ -10,7 +10,7 @@ from PIL import Image
 from torchvision.datasets import CIFAR10
 
 from betasched.core.errors import DataError
-from betasched.training.data import CLASSES, load_prepared, prepare, stratified_pick
+from betasched.training.data import CLASSES, Dataset, load_prepared, prepare, stratified_pick
 
 BASE = dict(source="auto", archive=None, n_train=None, n_val=20, n_test=20, split_seed=0)
 
@@ -65,8 +65,9 @@ def test_official_archive_through_torchvision(official_archive, tmp_path):
     manifest = prepare(dict(BASE, raw_dir=str(official_archive), n_val=10, n_test=10), out, download=False)
     assert manifest["source"] == "official"
     assert manifest["sizes"] == {"train": 40, "val": 10, "test": 10}
-    tensors, again = load_prepared(out)
-    assert tensors["x_train"].dtype == torch.uint8 and tensors["x_train"].shape[1:] == (3, 32, 32)
+    data, again = load_prepared(out)
+    assert data.train.x.dtype == torch.uint8 and data.train.x.shape[1:] == (3, 32, 32)
+    assert (len(data.train), len(data.val), len(data.test)) == (40, 10, 10)
     assert again["archive_sha256"] == hashlib.sha256((official_archive / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
     # Only the archive is left in raw/: the extraction went to a temp folder.
     assert sorted(p.name for p in official_archive.iterdir()) == ["cifar-10-python.tar.gz"]
@@ -88,11 +89,11 @@ def test_imagefolder_tarball(tmp_path):
     # Any ImageFolder tarball but the known offline copy is labelled as what it is.
     assert manifest["source"] == "imagefolder"
     assert manifest["data_copy"] == "imagefolder (cifar10-jpeg.tar.xz)"
-    tensors, _ = load_prepared(tmp_path / "p")
+    data, _ = load_prepared(tmp_path / "p")
     # Pixel value encodes class and index: labels must follow the class folders.
-    for x, y in zip(tensors["x_val"], tensors["y_val"]):
+    for x, y in zip(data.val.x, data.val.y):
         assert int(x[0, 0, 0]) // 20 == int(y)
-    assert set(tensors["idx_train"].tolist()).isdisjoint(tensors["idx_val"].tolist())
+    assert set(data.train.idx.tolist()).isdisjoint(data.val.idx.tolist())
 
 
 def test_corrupt_imagefolder_tarball(tmp_path):
@@ -133,3 +134,20 @@ def test_tampered_prepared_data_is_refused(tmp_path):
     data.write_bytes(data.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(DataError, match="sha256"):
         load_prepared(tmp_path / "p")
+
+
+def test_a_dataset_names_its_splits_and_refuses_what_it_cannot_place():
+    """Dataset.from_tensors reads data.pt's flat dict into named splits; a key that names no split, or
+    half a split, is one error naming it (not dropped); val is optional, train and test are not."""
+    x, y = torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.arange(4)
+    data = Dataset.from_tensors({"x_train": x, "y_train": y, "x_test": x[:2], "y_test": y[:2]})
+    assert (len(data.train), len(data.test), data.val, data.train.idx) == (4, 2, None, None)
+    full = Dataset.from_tensors({"x_train": x, "y_train": y, "x_val": x[:3], "y_val": y[:3], "idx_val": y[:3],
+                                 "x_test": x[:2], "y_test": y[:2]})
+    assert full.scored_on("val").test is full.val and full.scored_on("val").train is full.train
+    with pytest.raises(DataError, match=r"unknown data keys \['x_tets'\]"):
+        Dataset.from_tensors({"x_train": x, "y_train": y, "x_test": x, "y_test": y, "x_tets": x})
+    with pytest.raises(DataError, match="lacks y_val"):
+        Dataset.from_tensors({"x_train": x, "y_train": y, "x_test": x, "y_test": y, "x_val": x})
+    with pytest.raises(DataError, match="lacks x_test, y_test: a required test split"):
+        Dataset.from_tensors({"x_train": x, "y_train": y})

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..core.errors import CheckpointError
 from ..core.files import write_json
+from ..core.run_summary import RunSummary
 
 
 def _read_json(path: Path, rerun: str) -> dict:
@@ -26,41 +27,21 @@ def _read_json(path: Path, rerun: str) -> dict:
 
 
 def _build(cls, blob: dict, path: Path, rerun: str):
-    names = {f.name for f in fields(cls) if f.init}
+    """``cls`` from a JSON object; a missing or an unknown field (a file of another version) is an error."""
     if not isinstance(blob, dict):
         raise CheckpointError(f"{path} is not a JSON object: run `{rerun}` again")
+    unknown = sorted(set(blob) - {f.name for f in fields(cls) if f.init})
+    if unknown:
+        raise CheckpointError(f"{path} has fields this version does not know ({', '.join(unknown)}): run `{rerun}` again")
     try:
-        return cls(**{k: v for k, v in blob.items() if k in names})
-    except TypeError as exc:  # a field is missing: a file of another version
+        return cls(**blob)
+    except TypeError as exc:  # a field is missing
         raise CheckpointError(f"{path} lacks a field ({exc}): run `{rerun}` again") from exc
 
 
 @dataclass
-class RunRecord:
-    optimizer: str
-    schedule: str
-    seed: int
-    total_steps: int
-    steps_done: int
-    final_test_acc: float | None
-    best_test_acc: float | None
-    targets: dict  # target key ("acc_35") -> first step at or above it, or None
-    target_resolution_steps: int
-    clip_low_steps: int  # optimizer steps whose rule value was below 0 (clipped up to 0)
-    clip_high_steps: int  # ... above max_momentum (clipped down to it)
-    diverged: bool
-    diverged_at_step: int | None
-    precision: str
-    threads: int
-    ranks: int
-    data_copy: str
-    device: str
-    eval_split: str = "test"
-    # the CPU class (training.device.cpu_class), which decides bf16's last bits; None in older runs
-    cpu_capability: str | None = None
-    onednn_isa_limit: str | None = None
-    bf16_native: bool | None = None
-    refine_margin: float | None = None  # train.refine_margin of a refined run; None unrefined or older
+class RunRecord(RunSummary):
+    """A run's metrics.json (the RunSummary the engine wrote) with its curves."""
     evals: pd.DataFrame = field(default=None, repr=False, compare=False)
     steps: pd.DataFrame = field(default=None, repr=False, compare=False)
     target_seconds: dict = field(default_factory=dict, compare=False)  # wall clock, when known
@@ -68,10 +49,6 @@ class RunRecord:
     def step_at(self, key: str) -> int | None:
         """First step at the target, None when not reached or diverged."""
         return None if self.diverged else self.targets.get(key)
-
-    def summary(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("evals", "steps", "target_seconds")}
 
     def cpu_class(self) -> str:
         """'AVX512 kernels, oneDNN cap ALL, bf16 native': what the run's bytes hold for."""
@@ -85,7 +62,15 @@ def load_run(folder: str | Path, timing: str | Path | None = None) -> RunRecord:
     """A trained run's folder; ``timing``: its wall-clock sidecar (outside DVC's outputs), if any."""
     folder = Path(folder)
     rerun = f"dvc repro train@... for {folder.name}"
-    record = _build(RunRecord, _read_json(folder / "metrics.json", rerun), folder / "metrics.json", rerun)
+    path = folder / "metrics.json"
+    blob = _read_json(path, rerun)
+    if not isinstance(blob, dict):
+        raise CheckpointError(f"{path} is not a JSON object: run `{rerun}` again")
+    try:
+        summary = RunSummary.from_json(blob)
+    except ValueError as exc:  # a field missing or unknown: a file of another version
+        raise CheckpointError(f"{path} does not match this version's run record ({exc}): run `{rerun}` again") from exc
+    record = RunRecord(**{f.name: getattr(summary, f.name) for f in fields(RunSummary)})
     record.evals = pd.read_csv(folder / "evals.csv")
     record.steps = pd.read_csv(folder / "steps.csv")
     if timing is not None and Path(timing).is_file():

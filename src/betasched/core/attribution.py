@@ -126,20 +126,29 @@ def _shape(t) -> str:
     return f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
 
 
+@dataclass(frozen=True)
+class LayerAttribution:
+    """attribute()'s scores per layer group, and the image sets behind them."""
+    method: str
+    granularity: str
+    scores: dict[str, float]  # group -> score, in the model's order
+    n_errors: int  # |M| = |C|: a seeded random subset of the larger side, so that both are the same size
+    n_correct: int
+    n_misclassified: int  # all the misclassified images
+    n_images: int
+    error_indices: list[int]  # M, as rows of the images given
+    param_counts: dict[str, int]  # group -> its parameters
+
+
 def attribute(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, method: str = "rgn_ratio",
-              granularity: str = "group", batch_size: int = 256, seed: int = 0, prepare=None) -> dict:
+              granularity: str = "group", batch_size: int = 256, seed: int = 0, prepare=None) -> LayerAttribution:
     """Score every layer group on (images, labels). ``prepare`` maps a raw batch to model input
     (normalisation, device); identity by default, so raw uint8 images need one.
-
-    Returns ``scores`` (group -> score), and the sets behind them: ``n_misclassified`` (all the
-    misclassified images), ``n_errors`` = ``n_correct`` (the sizes of M and C: a seeded random
-    subset of the larger side, so that both are the same size), ``error_indices`` (M), ``n_images``
-    and ``param_counts``.
 
     Example::
 
         result = attribute(model, val_x, val_y, prepare=lambda b: normalize(b).to(device))
-        problem_layers(result["scores"], k=3)
+        problem_layers(result.scores, k=3)
     """
     AttributionSettings(method, granularity, batch_size=batch_size)
     if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor) or labels.dim() != 1 \
@@ -174,14 +183,7 @@ def attribute(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, meth
                     scores = {n: scores[n] / max(_norm(gc[n]) / weight_norm[n], 1e-30) for n in gm}
     finally:
         model.train(was_training)
-    return {
-        "method": method,
-        "granularity": granularity,
-        "scores": scores,
-        "n_errors": len(wrong),
-        "n_correct": len(right),
-        "n_misclassified": n_wrong,
-        "n_images": len(labels),
-        "error_indices": wrong.tolist(),
-        "param_counts": {n: sum(p.numel() for p in ps) for n, ps in groups.items()},
-    }
+    return LayerAttribution(method=method, granularity=granularity, scores=scores, n_errors=len(wrong),
+                            n_correct=len(right), n_misclassified=n_wrong, n_images=len(labels),
+                            error_indices=wrong.tolist(),
+                            param_counts={n: sum(p.numel() for p in ps) for n, ps in groups.items()})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -185,11 +186,25 @@ def spectral_density(runs: list[dict]) -> tuple[list[float], list[float]]:
     return nodes, weights
 
 
+@dataclass(frozen=True)
+class CurvatureEstimate:
+    """curvature()'s estimates for one set of parameters; an estimate not asked for is None."""
+    dim: int  # the parameters' count: the Hessian block is dim x dim
+    hvps: int  # the Hessian-vector products it took (the groups' own are in theirs)
+    lambda_max: float | None = None  # the largest algebraic eigenvalue (Lanczos), never above the true one
+    lambda_min: float | None = None  # the smallest Ritz value
+    residual: float | None = None  # ||H s - lambda_max s|| of the top Ritz pair: lambda_max's error bar
+    density: dict | None = None  # the spectral density: Ritz "nodes" and their "weights", over the probes
+    lambda_mean: float | None = None  # tr(H)/dim (Hutchinson)
+    lambda_mean_se: float | None = None  # its standard error over the samples
+    groups: dict[str, CurvatureEstimate] = field(default_factory=dict)  # per layer group, when asked
+
+
 def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int = 20, samples: int = 20,
               seed: int = 0, loss_fn: Callable = F.cross_entropy, precondition: dict | None = None,
               estimates: tuple[str, ...] = ("lambda_max", "lambda_mean"), weight_decay: float = 0.0,
               bn_mode: str = "train", probes: int = 1,
-              on_group: Callable[[str, dict], None] | None = None) -> dict:
+              on_group: Callable[[str, CurvatureEstimate], None] | None = None) -> CurvatureEstimate:
     """lambda_max (with lambda_min and the residual) and lambda_mean (= tr(H)/d, with its standard
     error) of the loss on (x, y): for the whole model, and for each of ``groups`` (name -> its
     parameters) when given. ``precondition``: parameter -> D (the diagonal preconditioner, same
@@ -202,10 +217,10 @@ def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int 
         raise ValueError(f"unknown curvature estimate(s) {sorted(unknown)}: use lambda_max or lambda_mean")
     checks.integer(probes, "curvature probes", low=1)
 
-    def one(params):
+    def one(params) -> CurvatureEstimate:
         pre = None if precondition is None else [precondition[p] for p in params]
         op = HessianOperator(model, x, y, params, loss_fn, pre, weight_decay, bn_mode, seed)
-        out = {"dim": op.dim}
+        out = {}
         if "lambda_max" in estimates:
             runs = [lanczos(op, steps, seed + i) for i in range(probes)]
             out.update({k: runs[0][k] for k in ("lambda_max", "lambda_min", "residual")})
@@ -213,14 +228,11 @@ def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int 
         if "lambda_mean" in estimates:
             h = hutchinson(op, samples, seed)
             out.update(lambda_mean=h["mean"], lambda_mean_se=h["se"])
-        out["hvps"] = op.calls
-        return out
+        return CurvatureEstimate(dim=op.dim, hvps=op.calls, **out)
 
-    result = one(list(model.parameters()))
-    if groups:
-        result["groups"] = {}
-        for name, ps in groups.items():
-            result["groups"][name] = one(ps)
-            if on_group is not None:
-                on_group(name, result["groups"][name])
-    return result
+    whole, by_group = one(list(model.parameters())), {}
+    for name, ps in (groups or {}).items():
+        by_group[name] = one(ps)
+        if on_group is not None:
+            on_group(name, by_group[name])
+    return replace(whole, groups=by_group)

@@ -24,7 +24,7 @@ def problem_layers(scores: dict[str, float], k: int = 3) -> list[str]:
     Example::
 
         result = attribute(model, images, labels)          # scores per layer group
-        problem_layers(result["scores"], k=3)               # e.g. ['fc', 'layer4', 'bn1']
+        problem_layers(result.scores, k=3)               # e.g. ['fc', 'layer4', 'bn1']
     """
     check_k(k, len(scores))
     return ranking(scores)[:k]

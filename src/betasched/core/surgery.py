@@ -117,13 +117,23 @@ def _scale_by_relative_gradient_norm(group_params: list[list[torch.nn.Parameter]
                 p.grad.mul_(r / top)
 
 
-def repair_outcome(before: torch.Tensor, after: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Test-set predictions before and after: fixed F (wrong -> right), broken B, net F - B, flipped
-    (predictions whose class changed, right or wrong: the churn; at least F + B), errors_before
-    (images wrong before: what F is out of), accuracies."""
+@dataclass(frozen=True)
+class RepairOutcome:
+    """What a repair did to held-out predictions."""
+    fixed: int  # wrong -> right
+    broken: int  # right -> wrong
+    net: int  # fixed - broken
+    flipped: int  # predictions whose class changed, right or wrong (the churn; at least fixed + broken)
+    errors_before: int  # images wrong before: what ``fixed`` is out of
+    acc_before: float
+    acc_after: float
+
+
+def repair_outcome(before: torch.Tensor, after: torch.Tensor, labels: torch.Tensor) -> RepairOutcome:
+    """Predicted classes before and after a repair, against the labels."""
     right_before, right_after = before == labels, after == labels
     fixed = int((~right_before & right_after).sum())
     broken = int((right_before & ~right_after).sum())
-    return {"fixed": fixed, "broken": broken, "net": fixed - broken, "flipped": int((before != after).sum()),
-            "errors_before": int((~right_before).sum()),
-            "acc_before": float(right_before.float().mean()), "acc_after": float(right_after.float().mean())}
+    return RepairOutcome(fixed=fixed, broken=broken, net=fixed - broken, flipped=int((before != after).sum()),
+                         errors_before=int((~right_before).sum()), acc_before=float(right_before.float().mean()),
+                         acc_after=float(right_after.float().mean()))

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -130,7 +130,7 @@ def execute(params: Params, optimizer: str, schedule: str, seed: int, runs_dir: 
         label = ablation_label(schedule, lam)
     data, manifest = load_prepared()
     if pilot:  # the test split is never looked at before the targets are fixed
-        data = dict(data, x_test=data["x_val"], y_test=data["y_val"])
+        data = data.scored_on("val")
     if not distributed.ranks().is_main:
         train(cfg, data)
         return {}
@@ -154,8 +154,8 @@ def execute(params: Params, optimizer: str, schedule: str, seed: int, runs_dir: 
         live = LiveLog(rid, resumed=state is not None)
         result = train(cfg, data, resume=state, on_eval=live.eval, on_steps=live.steps,
                        on_checkpoint=lambda st: ckpt.save({**st, "mlflow_run_id": rid}))
-        summary = dict(result.summary(cfg), data_copy=manifest["data_copy"], device=str(device), eval_split=split,
-                       schedule=label)
+        summary = replace(result.summary(cfg), data_copy=manifest["data_copy"], device=str(device), eval_split=split,
+                          schedule=label).to_json()
         _write_run(runs_dir / name, result, summary, None if pilot else cfg.width, key)
         timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start, mlflow_run_id=rid,
                       resumed_from_step=state["step"] if state else None)
@@ -198,7 +198,7 @@ def _log_result(summary: dict, timing: dict, folder: Path, model, data: dict, ch
     tracking.log_metrics({k: v for k, v in timing.items() if isinstance(v, float)})
     tracking.log_artifacts([folder / f for f in ("steps.csv", "evals.csv", "metrics.json")])
     if model is not None:
-        tracking.log_model(model, data["x_test"][:2], channels_last, folder.name,  # the run's name
+        tracking.log_model(model, data.test.x[:2], channels_last, folder.name,  # the run's name
                            {k: summary[k] for k in MODEL_METRICS}, manifest, summary["eval_split"])
 
 

@@ -16,13 +16,14 @@ from ..analysis.overlap import kendall
 from ..analysis.records import AttributionRecord, load_attribution
 from ..analysis.stats import expected_random_jaccard, jaccard
 from ..core.attribution import layer_groups
-from ..core.curvature import curvature
+from ..core.curvature import CurvatureEstimate, curvature
 from ..core.damping import DEFINED, LABELS, damping, label, stability_ratio
 from ..core.names import run_name
 from ..core.ranking import problem_layers
 from ..training.augment import normalize
 from ..training.engine import COUPLED_DECAY
 from ..training.checkpoint import load_recorded, require_keys
+from ..training.data import Dataset
 from ..training.model import ResNet18
 from ..training.progress import Eta, stamped
 from .runs import RUNS_DIR, retrain_command
@@ -61,12 +62,12 @@ def _mass(density: dict, step_size: float, mu: float, band) -> dict:
     return {k: v / total for k, v in out.items()}
 
 
-def _group_damping(groups: dict, step_size: float, mu: float, band) -> dict:
+def _group_damping(groups: dict[str, CurvatureEstimate], step_size: float, mu: float, band) -> dict:
     """Each layer group's own Hessian block at the point's (step, mu): lambda_max with its residual,
     lambda_mean with its standard error, zeta_d and the label."""
-    return {g: {**{k: e[k] for k in ("lambda_max", "residual", "lambda_mean", "lambda_mean_se")},
+    return {g: {**{k: getattr(e, k) for k in ("lambda_max", "residual", "lambda_mean", "lambda_mean_se")},
                 "zeta_d": _finite(d["zeta_d"]), "regime": d["label"]}
-            for g, e in groups.items() for d in [damping(step_size, mu, e["lambda_max"], band)]}
+            for g, e in groups.items() for d in [damping(step_size, mu, e.lambda_max, band)]}
 
 
 def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: Scan, optimizer: str, optim: Optim, device,
@@ -87,8 +88,8 @@ def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: Scan, optimizer:
     lr_near_zero = alpha <= 0.01 * float(steps["lr_applied"].max())  # the cosine's end: alpha lam ~ 0 says little
     groups = layer_groups(model) if by_group and not lr_near_zero else None
 
-    def said(name: str, e: dict) -> None:  # a grouped point is 8 Lanczos runs (71 s on full CIFAR-10)
-        stamped(f"scan: {path.parent.parent.name} step {step} group {name}: lambda_max {e['lambda_max']:.3g}")
+    def said(name: str, e: CurvatureEstimate) -> None:  # a grouped point is 8 Lanczos runs (71 s on full CIFAR-10)
+        stamped(f"scan: {path.parent.parent.name} step {step} group {name}: lambda_max {e.lambda_max:.3g}")
 
     est = curvature(model, x, y, groups, steps=settings.steps, samples=settings.samples, seed=step,
                     precondition=pre, weight_decay=wd, bn_mode=settings.bn_mode, probes=settings.probes,
@@ -96,29 +97,29 @@ def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: Scan, optimizer:
     step_size = alpha * (1 - mu) if adam else alpha  # Adam's form: docs/adam-damping.md
     band = settings.band
     modes = {c: damping(step_size, mu, lam, band) for c, lam in
-             (("paper", 1.0), ("lambda_max", est["lambda_max"]), ("lambda_mean", est["lambda_mean"]))}
+             (("paper", 1.0), ("lambda_max", est.lambda_max), ("lambda_mean", est.lambda_mean))}
     return {"step": step, "frac": step / int(steps["step"].max()), "alpha": alpha, "mu": mu, "step_size": step_size,
             "lr_near_zero": lr_near_zero,
-            **{k: est[k] for k in ("lambda_max", "lambda_min", "residual", "lambda_mean", "lambda_mean_se")},
-            "hvps": est["hvps"] + sum(g["hvps"] for g in est.get("groups", {}).values()),
+            **{k: getattr(est, k) for k in ("lambda_max", "lambda_min", "residual", "lambda_mean", "lambda_mean_se")},
+            "hvps": est.hvps + sum(g.hvps for g in est.groups.values()),
             "weight_decay": wd, "bn_mode": settings.bn_mode, "preconditioned": bool(adam),
             **{k: {c: _finite(m[k]) for c, m in modes.items()} for k in ("zeta", "zeta_d", "spectral_radius")},
             "regime": {c: m["label"] for c, m in modes.items()},
-            "stability_ratio": stability_ratio(step_size, mu, est["lambda_max"]),
-            "spectral_mass": _mass(est["density"], step_size, mu, band),
-            **({"groups": _group_damping(est["groups"], step_size, mu, band)} if groups else {})}
+            "stability_ratio": stability_ratio(step_size, mu, est.lambda_max),
+            "spectral_mass": _mass(est.density, step_size, mu, band),
+            **({"groups": _group_damping(est.groups, step_size, mu, band)} if groups else {})}
 
 
-def scan_runs(params: Params, data: dict, device, runs_dir: Path = RUNS_DIR) -> list[dict]:
+def scan_runs(params: Params, data: Dataset, device, runs_dir: Path = RUNS_DIR) -> list[dict]:
     check_scan(params)
     settings = params.scan
     n = settings.batch_size
-    if n > len(data["y_train"]):
+    if n > len(data.train):
         from ..core.errors import ConfigError
 
-        raise ConfigError(f"scan.batch_size={n} exceeds the {len(data['y_train'])} training images")
-    x = normalize(data["x_train"][:n].to(device), channels_last=False)
-    y = data["y_train"][:n].to(device)
+        raise ConfigError(f"scan.batch_size={n} exceeds the {len(data.train)} training images")
+    x = normalize(data.train.x[:n].to(device), channels_last=False)
+    y = data.train.y[:n].to(device)
     out = []
     runs = [(o, s, seed, runs_dir / run_name(o, s, seed)) for o, s, seed in scanned_runs(params)]
     eta = Eta(sum(len(list((f / "points").glob("step_*.pt"))) for *_, f in runs), "scan")

@@ -10,6 +10,7 @@ from ..core.attribution import attribute, mad_outliers, problem_layers, ranking
 from ..core.errors import ConfigError
 from ..core.names import run_name
 from ..training.augment import normalize
+from ..training.data import Dataset
 from ..training.device import pick_device, set_threads
 from ..training.model import load_model
 from . import tracking
@@ -61,20 +62,19 @@ def training_run_id(params: Params, entry: StudiedRun, data_sha256: str) -> str 
     return tracking.find_run(run_key(cfg, data_sha256))
 
 
-def attribute_run(entry: StudiedRun, data: dict, params: Params, device) -> AttributionRecord:
+def attribute_run(entry: StudiedRun, data: Dataset, params: Params, device) -> AttributionRecord:
     settings = attribution_settings(params)
     model = load_model(entry.dir / "model.pt", device, entry.rerun)
     diverged = load_run(entry.dir).diverged
-    res = attribute(model, data["x_val"], data["y_val"], method=settings.method, granularity=settings.granularity,
+    res = attribute(model, data.val.x, data.val.y, method=settings.method, granularity=settings.granularity,
                     batch_size=settings.batch_size, seed=entry.seed,
                     prepare=lambda x: normalize(x.to(device), channels_last=False))
-    scores = res["scores"]
+    scores = res.scores
     return AttributionRecord(
         run=entry.run, optimizer=entry.optimizer, seed=entry.seed, schedule=entry.schedule, split="val",
-        method=res["method"], granularity=res["granularity"], k=settings.k, scores=scores,
-        param_counts=res["param_counts"], problem_layers=problem_layers(scores, settings.k),
+        method=res.method, granularity=res.granularity, k=settings.k, scores=scores,
+        param_counts=res.param_counts, problem_layers=problem_layers(scores, settings.k),
         mad_outliers=mad_outliers(scores), ranks={n: i + 1 for i, n in enumerate(ranking(scores))},
-        n_errors=res["n_errors"], n_correct=res["n_correct"], n_misclassified=res["n_misclassified"],
-        n_images=res["n_images"],
-        error_indices=res["error_indices"], diverged=diverged,
+        n_errors=res.n_errors, n_correct=res.n_correct, n_misclassified=res.n_misclassified,
+        n_images=res.n_images, error_indices=res.error_indices, diverged=diverged,
     )

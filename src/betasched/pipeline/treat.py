@@ -15,6 +15,7 @@ from ..core.surgery import Budget, repair_outcome, surgical_finetune
 from .config import Params, Repair, option_keys, params_keys, section_keys
 from ..training.augment import augment, normalize
 from ..training.device import channels_last_unsafe, resolve_precision
+from ..training.data import Dataset
 from ..training.engine import predict
 from ..training.model import load_model
 from ..training.progress import Eta
@@ -34,36 +35,36 @@ def repair_budget(params: Params, seed: int, device=None) -> Budget:
                       seed=seed, autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
 
 
-def run_arms(model, record: AttributionRecord, data: dict, budget: Budget, arms: list[Arm], device="cpu",
+def run_arms(model, record: AttributionRecord, data: Dataset, budget: Budget, arms: list[Arm], device="cpu",
              upweight_errors: float = 0.0, on_arm=None) -> list[ArmResult]:
     """Fine-tune every arm, each placed among every random arm and among those of its own stratum
     (percentile_among_random, percentile_in_stratum); ``upweight_errors`` > 0 adds the validation
     images misclassified at diagnosis to the training data with that loss weight."""
-    x, y = data["x_train"], data["y_train"]
+    x, y = data.train.x, data.train.y
     weights = None
     if upweight_errors > 0:
         idx = torch.as_tensor(record.error_indices)
-        x, y = torch.cat([x, data["x_val"][idx]]), torch.cat([y, data["y_val"][idx]])
-        weights = torch.cat([torch.ones(len(data["y_train"])), torch.full((len(idx),), float(upweight_errors))])
+        x, y = torch.cat([x, data.val.x[idx]]), torch.cat([y, data.val.y[idx]])
+        weights = torch.cat([torch.ones(len(data.train)), torch.full((len(idx),), float(upweight_errors))])
     # channels_last and the budget's precision, as in training: ~1.9x the fp32 NCHW rate on a CPU;
     # not where oneDNN's AVX2 kernels would crash or spin on it (a tiny width: the smoke preset)
     width = min(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     channels_last = not channels_last_unsafe(width, device)
     model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     precision = "bf16" if budget.autocast_dtype == torch.bfloat16 else "fp32"
-    before = predict(model, data["x_test"], device, channels_last=channels_last, precision=precision)
+    before = predict(model, data.test.x, device, channels_last=channels_last, precision=precision)
     out = []
     for arm in arms:
         b = Budget(**{**budget.__dict__, "auto_rgn": arm.auto_rgn})
         repaired, fraction = surgical_finetune(model, list(arm.groups), x, y, b, device=device, weights=weights,
                                                prepare=lambda t: normalize(t, channels_last=channels_last),
                                                augment=augment)
-        outcome = repair_outcome(before, predict(repaired, data["x_test"], device, channels_last=channels_last,
+        outcome = repair_outcome(before, predict(repaired, data.test.x, device, channels_last=channels_last,
                                                  precision=precision),
-                                 data["y_test"])
+                                 data.test.y)
         result = ArmResult(arm=arm.name, groups=list(arm.groups), param_fraction=fraction, random=arm.random,
                            auto_rgn=arm.auto_rgn, matched_fraction=arm.matched_fraction, stratum=arm.stratum,
-                           mcnemar_p=mcnemar_exact(outcome["fixed"], outcome["broken"]), **outcome)
+                           mcnemar_p=mcnemar_exact(outcome.fixed, outcome.broken), **asdict(outcome))
         out.append(result)
         if on_arm is not None:
             on_arm(result)

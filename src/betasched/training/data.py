@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +221,50 @@ def prepare(cfg: dict, out_dir: str | Path, download: bool = True) -> dict:
     return manifest
 
 
-def load_prepared(folder: str | Path = "data/prepared") -> tuple[dict, dict]:
+@dataclass(frozen=True)
+class Split:
+    """One split: uint8 images (N, 3, 32, 32), integer labels and, when prepared, their rows in the
+    source set (data/prepared/manifest.json names it)."""
+    x: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The splits by name. ``val`` is held out of the training images: tuning, the pilots and the
+    attribution read it, so that the test split never chooses anything."""
+    train: Split
+    test: Split
+    val: Split | None = None
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping) -> Dataset:
+        """From data.pt's flat dict (x_train, y_train, idx_train, x_val, ...). A key that names no
+        split is an error, not dropped: it would be data that nothing reads."""
+        unknown = sorted(set(tensors) - {f"{k}_{s}" for k in ("x", "y", "idx") for s in SPLITS})
+        if unknown:
+            raise DataError(f"unknown data keys {unknown}: expected x_<split>, y_<split> and idx_<split> for the "
+                            f"splits {', '.join(SPLITS)}")
+        splits = {}
+        for s in SPLITS:
+            given = {f"x_{s}", f"y_{s}"} & set(tensors)
+            if len(given) == 1 or (not given and s != "val"):
+                raise DataError(f"the data lacks {', '.join(sorted({f'x_{s}', f'y_{s}'} - given))}: "
+                                f"{'the' if s == 'val' else 'a required'} {s} split needs x_{s} and y_{s}")
+            if given:
+                splits[s] = Split(tensors[f"x_{s}"], tensors[f"y_{s}"], tensors.get(f"idx_{s}"))
+        return cls(**splits)
+
+    def scored_on(self, split: str) -> Dataset:
+        """This dataset with ``split`` where test is: a pilot run is scored on validation images."""
+        return replace(self, test=getattr(self, split))
+
+
+def load_prepared(folder: str | Path = "data/prepared") -> tuple[Dataset, dict]:
     """The prepared tensors and manifest, after checking the tensors' sha256."""
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
@@ -231,5 +276,4 @@ def load_prepared(folder: str | Path = "data/prepared") -> tuple[dict, dict]:
         raise DataError(f"{manifest_path} is corrupt: run `dvc repro -f prepare`") from exc
     tensors = load_torch(folder / "data.pt", "dvc repro -f prepare", sha256=manifest.get("data_sha256"),
                          record="its manifest's sha256", error=DataError)
-    return tensors, manifest
-
+    return Dataset.from_tensors(tensors), manifest

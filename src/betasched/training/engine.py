@@ -15,10 +15,12 @@ import torch.nn.functional as F
 
 from ..core import checks
 from ..core.errors import ConfigError
+from ..core.run_summary import RunSummary
 from ..core.scheduler import MomentumScheduler, warmup_cosine
 from ..core.schedules import SCHEDULES, check_options, get_schedule
 from . import distributed
 from .augment import apply_augment, draw_augment, normalize
+from .data import Dataset
 from .device import (CPU_ISAS, PRECISIONS, autocast, check_device, channels_last_unsafe, cpu_class, pick_device,
                      pin_cpu_isa, resolve_precision, set_threads)
 from .model import ResNet18
@@ -123,21 +125,20 @@ class TrainResult:
     cpu_class: dict = field(default_factory=dict)  # device.cpu_class(): what decides bf16's last bits
     curvature: dict = field(default_factory=dict)  # beta_curv: refreshes, refused estimates, products
 
-    def summary(self, cfg: RunConfig) -> dict:
+    def summary(self, cfg: RunConfig) -> RunSummary:
         accs = [e["test_acc"] for e in self.evals if e["kind"] == "grid"]
         raw = [r["momentum_raw"] for r in self.steps]  # the momenta the optimizer steps used
-        return {
-            "optimizer": cfg.optimizer, "schedule": cfg.schedule, "seed": cfg.seed,
-            "total_steps": self.total_steps, "steps_done": len(self.steps),
-            "final_test_acc": accs[-1] if accs else None, "best_test_acc": max(accs, default=None),
-            "targets": dict(self.reached), "target_resolution_steps": self.resolution,
-            "refine_margin": cfg.refine_margin if cfg.refine_targets else None,
-            "clip_low_steps": sum(r < 0.0 for r in raw),
-            "clip_high_steps": sum(r > cfg.max_momentum for r in raw),
-            **({f"curvature_{k}": v for k, v in self.curvature.items() if k != "vector"} if self.curvature else {}),
-            "diverged": self.diverged_at_step is not None, "diverged_at_step": self.diverged_at_step,
-            "precision": self.precision, "threads": self.threads, "ranks": self.ranks, **self.cpu_class,
-        }
+        return RunSummary(
+            optimizer=cfg.optimizer, schedule=cfg.schedule, seed=cfg.seed,
+            total_steps=self.total_steps, steps_done=len(self.steps),
+            final_test_acc=accs[-1] if accs else None, best_test_acc=max(accs, default=None),
+            targets=dict(self.reached), target_resolution_steps=self.resolution,
+            refine_margin=cfg.refine_margin if cfg.refine_targets else None,
+            clip_low_steps=sum(r < 0.0 for r in raw), clip_high_steps=sum(r > cfg.max_momentum for r in raw),
+            curvature={k: v for k, v in self.curvature.items() if k != "vector"},
+            diverged=self.diverged_at_step is not None, diverged_at_step=self.diverged_at_step,
+            precision=self.precision, threads=self.threads, ranks=self.ranks, **self.cpu_class,
+        )
 
     def timing(self, batch_size: int) -> dict:
         """Seconds of training at each target: those of the evaluation that found it (an upper
@@ -304,7 +305,7 @@ def _sync_and_evaluate(state, cfg, data, device, ranks, precision, on_eval, on_s
         torch.cuda.synchronize()
     diverged = state.first_nonfinite_loss(cfg.eval_every)
     if diverged is None:
-        score = lambda m: evaluate(m, data["x_test"], data["y_test"], device, ranks,  # noqa: E731
+        score = lambda m: evaluate(m, data.test.x, data.test.y, device, ranks,  # noqa: E731
                                    cfg.channels_last, precision)
         acc = score(state.model)
         state.record_eval(acc, score)
@@ -314,9 +315,10 @@ def _sync_and_evaluate(state, cfg, data, device, ranks, precision, on_eval, on_s
     return diverged
 
 
-def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, resume: dict | None = None,
+def train(cfg: RunConfig, data: Dataset | dict, *, model: torch.nn.Module | None = None, resume: dict | None = None,
           on_eval=None, on_steps=None, on_checkpoint=None) -> TrainResult:
-    """Train one run on data (uint8 x_train, y_train, x_test, y_test).
+    """Train one run on data's train split, scored on its test split (a Dataset, or its flat dict of
+    uint8 x_train, y_train, x_test, y_test).
 
     resume: a TrainState.state_dict() from an earlier, killed process (rank 0's, under DDP);
     on_eval(step, acc) after each evaluation; on_steps(rows, wall times) with the per-step rows at
@@ -332,14 +334,15 @@ def train(cfg: RunConfig, data: dict, *, model: torch.nn.Module | None = None, r
                           "model.width >= 8")
     set_threads(cfg.threads)
     distributed.check_batch(cfg.batch_size, ranks.world)
-    steps_per_epoch = len(data["y_train"]) // cfg.batch_size
+    data = data if isinstance(data, Dataset) else Dataset.from_tensors(data)
+    steps_per_epoch = len(data.train) // cfg.batch_size
     if steps_per_epoch < 1:
-        raise ConfigError(f"train.batch_size={cfg.batch_size} exceeds the {len(data['y_train'])} training images")
+        raise ConfigError(f"train.batch_size={cfg.batch_size} exceeds the {len(data.train)} training images")
     state, forward = build_state(cfg, device, ranks, steps_per_epoch, model)
     resume = distributed.broadcast(resume, ranks)
     if resume is not None:
         state.load_state_dict(resume)
-    x_train, y_train = data["x_train"].to(device), data["y_train"].to(device)
+    x_train, y_train = data.train.x.to(device), data.train.y.to(device)
     tracker = CurvatureTracker(cfg, x_train, y_train) if get_schedule(cfg.schedule).needs_curvature else None
     keep = set(point_steps(state.total_steps, cfg.keep_points))
     bar = Progress(state.total_steps, state.step, f"{cfg.optimizer}/{cfg.schedule}/s{cfg.seed} lr {cfg.lr:g}",
