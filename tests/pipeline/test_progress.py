@@ -46,3 +46,23 @@ def test_an_evaluation_line_names_the_run_and_its_lr_with_the_time_the_launcher_
     assert re.fullmatch(r"\d\d:\d\d:\d\d \[train@sgd-beta-0\] sgd-beta-s0: resuming from step 40 \(c\)",
                         progress_line("train@sgd-beta-0", "sgd-beta-s0: resuming from step 40 (c)\n"))
     assert progress_line("train@sgd-beta-0", "Running stage 'train@sgd-beta-0':\n") is None
+
+
+def test_every_stage_ends_with_a_stamped_done_line(monkeypatch, capsys):
+    """one_line_errors closes a DVC stage (or a stages/ script run by hand) with its time of day and
+    its seconds, so that a stage that prints nothing else still shows in the log; other entry points
+    (the launcher, compose) print nothing more."""
+    from betasched.pipeline.cli import one_line_errors
+
+    quiet = one_line_errors(lambda: 7)
+    monkeypatch.setattr("sys.argv", ["stages/compare.py"])
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    assert quiet() == 7
+    assert re.fullmatch(r"\d\d:\d\d:\d\d compare: done in 0 s\n", capsys.readouterr().out)
+    monkeypatch.setenv("DVC_STAGE", "train@sgd-beta-0")
+    quiet()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d train@sgd-beta-0: done in 0 s\n", capsys.readouterr().out)
+    monkeypatch.delenv("DVC_STAGE")
+    monkeypatch.setattr("sys.argv", ["/x/betasched/pipeline/compose.py"])
+    quiet()
+    assert capsys.readouterr().out == ""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..core.errors import BetaschedError
 from ..core.files import NO_SPACE, no_space
+from ..training.progress import stamped
 
 _outputs: list[str] = []  # the running stage's outputs, as dvc.yaml lists them (declare_outputs)
 
@@ -147,7 +148,7 @@ def one_line_errors(main):
                 signal.signal(signal.SIGINT, signal.default_int_handler)
             stop_with_parent()
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
         except BetaschedError as exc:
             _fail(" ".join(str(exc).split()), 2)
         except OSError as exc:  # a read-only folder, a file where a folder should be, a full disk
@@ -163,8 +164,19 @@ def one_line_errors(main):
             if problem is None:
                 raise
             _fail(" ".join(str(problem).split()), 2)
+        _say_done(time.time() - started)
+        return result
 
     return wrapper
+
+
+def _say_done(seconds: float) -> None:
+    """A stage's last line, stamped: between DVC's own unstamped lines, a `make repro` log then shows
+    progress at least once a stage, including the stages that print nothing else (compare, overlap)."""
+    script = Path(sys.argv[0])
+    name = os.environ.get("DVC_STAGE") or (script.stem if script.parent.name == "stages" else None)
+    if name:
+        stamped(f"{name}: done in {seconds:.0f} s")
 
 
 def _fail(message: str, code: int):
