@@ -23,7 +23,7 @@ def _repo(path):
     from conf/ through Hydra, so an edit of params.yaml alone would not reach it)."""
     repo = make_repo(path)
     smoke = repo / "conf/preset/smoke.yaml"
-    smoke.write_text(smoke.read_text().replace("  threads: 1\n", "  threads: 2\n").replace("  epochs: 2\n", "  epochs: 1\n")
+    smoke.write_text(smoke.read_text().replace("  threads: 1\n", "  threads: 2\n", 1).replace("  epochs: 2\n", "  epochs: 1\n")
                      + "matrix:\n  optimizers: [sgd]\n  schedules: [constant, beta]\n  controls: []\n")
     _run(repo, sys.executable, "-m", "betasched.pipeline.compose")
     params = yaml.safe_load((repo / "params.yaml").read_text())
