@@ -66,3 +66,22 @@ def test_every_stage_ends_with_a_stamped_done_line(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["/x/betasched/pipeline/compose.py"])
     quiet()
     assert capsys.readouterr().out == ""
+
+
+def test_a_stage_timing_spans_its_process_as_its_mlflow_run_does(tmp_path, monkeypatch):
+    """A stage's MLflow run starts when its process did (imports included); timings/ keeps the work
+    (wall_seconds) and, for a stage, process_seconds: the quantity bench/durations.py sets against MLflow."""
+    import time
+
+    import psutil
+
+    from betasched.pipeline import timings
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    timings.record("stage", "compare", {"wall_seconds": 0.25})
+    timings.record("train", "sgd-beta-s0", {"wall_seconds": 0.25})
+    stage, train = timings.read("stage", "compare"), timings.read("train", "sgd-beta-s0")
+    alive = time.time() - psutil.Process().create_time()
+    assert stage["wall_seconds"] == 0.25 and 0.25 <= stage["process_seconds"] <= alive
+    assert train == {"wall_seconds": 0.25}  # a pilot shares its worker's process: no process span
