@@ -39,7 +39,8 @@ TINY = {"model": {"width": 4}, "train": {"epochs": 1, "batch_size": 64, "eval_ev
                                          "keep_points": 1, "threads": 1, "channels_last": False},
         "data": {"n_train": 1000, "n_val": 200, "n_test": 500},
         "matrix": {"schedules": ["constant", "beta"], "controls": []},
-        "repair": {"steps": 5, "batch_size": 64, "n_random": 2}, "scan": {"batch_size": 32, "steps": 3, "samples": 3},
+        "repair": {"steps": 5, "batch_size": 64, "n_random": 2, "threads": 1},
+        "scan": {"batch_size": 32, "steps": 3, "samples": 3, "threads": 1}, "attribution": {"threads": 1},
         "tune": {"grid": {"sgd": [0.1, 0.2], "adam": []}}}
 
 
