@@ -6,7 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# 2 test workers share 2 cores: an OpenMP thread left waiting spins on a core another test's stage
+# needs (a 2-thread scan took 96 s spinning, 31 s passive, 18 s at 1 thread); set before torch loads
+# OpenMP, and inherited by every subprocess; no effect on the numbers
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -21,9 +27,6 @@ def env_with_venv(**extra) -> dict:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("SHELL", None)  # dvc then runs stages as `/bin/sh -c`, as on CI: dash stays between dvc and the stage
-    # 2 test workers share 2 cores: an OpenMP thread left waiting spins on a core another stage needs
-    # (a 2-thread scan took 96 s spinning, 31 s passive, 18 s at 1 thread); no effect on the numbers
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.update(extra)
     return env
 

@@ -32,7 +32,7 @@ builtins.__import__ = _guarded
 def test_gpu_check_rehearsal_on_cpu(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site/sitecustomize.py").write_text(BLOCK)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(tmp_path / "site"), OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(tmp_path / "site"))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("BETASCHED_TRACKING", None)
     proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--device", "cpu", "--tiny", "--jobs", "2",
