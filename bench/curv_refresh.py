@@ -40,7 +40,7 @@ def main() -> None:
                                                                           if (r["step"] - 1) % args.every == 0))
         c = result.curvature
         print(f"| {name} | {c['refreshes']} | {c['hvps']} | {c['hvps'] / c['refreshes']:.1f} | "
-              f"{', '.join(f'{v:.3g}' for v in lams)} | {result.summary(cfg)['final_test_acc']:.3f} |")
+              f"{', '.join(f'{v:.3g}' for v in lams)} | {result.summary(cfg).final_test_acc:.3f} |")
 
 
 if __name__ == "__main__":

@@ -83,9 +83,10 @@ def prepare_repo(repo: Path) -> Path:
 
 # Longest files first: `make test` hands whole files to 2 workers (pytest-xdist --dist loadfile),
 # and a long file started last would run alone at the end.
-LONGEST_FIRST = ("test_pipeline.py", "test_reliability.py", "test_reliability_state.py", "test_lifecycle.py",
-                 "test_launch_paths.py", "test_bad_input.py", "test_empty_results.py", "test_cpu_isa.py",
-                 "test_distributed.py", "test_gpu_check.py", "test_bench.py")
+LONGEST_FIRST = ("test_pipeline.py", "test_ray_matrix.py", "test_launch_paths.py", "test_extend.py",
+                 "test_reliability.py", "test_reliability_state.py", "test_lifecycle.py", "test_bad_input.py",
+                 "test_gpu_check.py", "test_bench.py", "test_empty_results.py", "test_cpu_isa.py",
+                 "test_distributed.py", "test_tune.py")
 
 
 def trainer_processes(repo: Path | None = None) -> list:

@@ -1,4 +1,5 @@
 """Curvature estimates against exact Hessians, and the damping regime against simulated iterates."""
+import dataclasses
 import math
 
 import pytest
@@ -86,9 +87,9 @@ def test_tiny_mlp_against_autograd_hessian():
     # A group's block: the Hessian restricted to the last layer's weights.
     told = []  # each group is reported as it is done, with the estimate the result holds
     result = curvature(model, x, y, groups={"hidden": [params[0]], "out": [params[2]]}, steps=8, samples=10,
-                       on_group=lambda name, e: told.append((name, e)))
+                       on_estimate=lambda name, e: told.append((name, e)))
     block = result.groups["out"]
-    assert told == [("hidden", result.groups["hidden"]), ("out", block)]
+    assert told == [("model", dataclasses.replace(result, groups={})), ("hidden", result.groups["hidden"]), ("out", block)]
     idx = slice(sum(math.prod(s) for s in shapes[:2]), sum(math.prod(s) for s in shapes[:3]))
     assert block.lambda_max == pytest.approx(float(torch.linalg.eigvalsh(h[idx, idx]).max()), rel=1e-6)
 

@@ -33,7 +33,7 @@ cfg = RunConfig(optimizer="sgd", schedule="beta", seed=0, epochs=1, batch_size=1
                 cpu_isa=sys.argv[1], progress=False)
 res = train(cfg, data)
 blob = b"".join(v.float().numpy().tobytes() for v in res.model.state_dict().values())
-print(json.dumps({"md5": hashlib.md5(blob).hexdigest(), **res.summary(cfg)}))
+print(json.dumps({"md5": hashlib.md5(blob).hexdigest(), **res.summary(cfg).to_json()}))
 """
 
 

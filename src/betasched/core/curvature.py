@@ -204,14 +204,14 @@ def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int 
               seed: int = 0, loss_fn: Callable = F.cross_entropy, precondition: dict | None = None,
               estimates: tuple[str, ...] = ("lambda_max", "lambda_mean"), weight_decay: float = 0.0,
               bn_mode: str = "train", probes: int = 1,
-              on_group: Callable[[str, CurvatureEstimate], None] | None = None) -> CurvatureEstimate:
+              on_estimate: Callable[[str, CurvatureEstimate], None] | None = None) -> CurvatureEstimate:
     """lambda_max (with lambda_min and the residual) and lambda_mean (= tr(H)/d, with its standard
     error) of the loss on (x, y): for the whole model, and for each of ``groups`` (name -> its
     parameters) when given. ``precondition``: parameter -> D (the diagonal preconditioner, same
     shape). ``estimates``: which of the two to compute (a caller that needs one saves the other's
     Hessian-vector products). ``probes``: Lanczos runs for the spectral density (the first is
-    lambda_max's own; each further one costs ``steps`` products). ``on_group(name, estimate)`` is
-    called as each group is done (a caller's progress line). Returns them and the products used."""
+    lambda_max's own; each further one costs ``steps`` products). ``on_estimate(name, estimate)`` is
+    called as each estimate is done, "model" first, then each group (a caller's progress line). Returns them and the products used."""
     unknown = set(estimates) - {"lambda_max", "lambda_mean"}
     if unknown:
         raise ValueError(f"unknown curvature estimate(s) {sorted(unknown)}: use lambda_max or lambda_mean")
@@ -231,8 +231,10 @@ def curvature(model, x, y, groups: dict[str, Tensors] | None = None, steps: int 
         return CurvatureEstimate(dim=op.dim, hvps=op.calls, **out)
 
     whole, by_group = one(list(model.parameters())), {}
+    if on_estimate is not None:
+        on_estimate("model", whole)
     for name, ps in (groups or {}).items():
         by_group[name] = one(ps)
-        if on_group is not None:
-            on_group(name, by_group[name])
+        if on_estimate is not None:
+            on_estimate(name, by_group[name])
     return replace(whole, groups=by_group)

@@ -35,7 +35,7 @@ from .store import tracking_uri
 TRAIN_PREFIXES = ("train@", "control@", "lam@")
 # passed to every task: a cluster's workers do not inherit the driver's environment
 PASSED_ENV = ("BETASCHED_", "MLFLOW_", "DVC_EXP_", "HF_", "TORCH_")
-HEARTBEAT_S = 30.0
+HEARTBEAT_S = 20.0  # a line at least every 30 s while runs train, whatever the polling's own delay
 
 
 def _git(*args: str) -> str:
@@ -159,7 +159,7 @@ def _line(done: int, total: int, begin: float, busy: float) -> str:
 
 
 def run_matrix(ray, snap: Snapshot, stages: list[str], options: dict, slots: int) -> tuple[list[dict], dict]:
-    """Every stage as a Ray task; a line per finished stage and a heartbeat every 30 s. Returns the
+    """Every stage as a Ray task; a line per finished stage and a heartbeat every 20 s. Returns the
     results and {stage: error} of those that failed. Ctrl-C / SIGTERM cancel every task."""
     task = ray.remote(run_stage).options(**options)
     refs = {task.remote(snap, s): s for s in stages}

@@ -89,11 +89,13 @@ def scan_point(path: Path, steps: pd.DataFrame, x, y, settings: Scan, optimizer:
     groups = layer_groups(model) if by_group and not lr_near_zero else None
 
     def said(name: str, e: CurvatureEstimate) -> None:  # a grouped point is 8 Lanczos runs (71 s on full CIFAR-10)
-        stamped(f"scan: {path.parent.parent.name} step {step} group {name}: lambda_max {e.lambda_max:.3g}")
+        if groups:  # a point without groups prints its own line as soon as the model's estimate is done
+            what = "the whole model" if name == "model" else f"group {name}"
+            stamped(f"scan: {path.parent.parent.name} step {step} {what}: lambda_max {e.lambda_max:.3g}")
 
     est = curvature(model, x, y, groups, steps=settings.steps, samples=settings.samples, seed=step,
                     precondition=pre, weight_decay=wd, bn_mode=settings.bn_mode, probes=settings.probes,
-                    on_group=said)
+                    on_estimate=said)
     step_size = alpha * (1 - mu) if adam else alpha  # Adam's form: docs/adam-damping.md
     band = settings.band
     modes = {c: damping(step_size, mu, lam, band) for c, lam in
