@@ -67,10 +67,9 @@ def load_run(folder: str | Path, timing: str | Path | None = None) -> RunRecord:
     if not isinstance(blob, dict):
         raise CheckpointError(f"{path} is not a JSON object: run `{rerun}` again")
     try:
-        summary = RunSummary.from_json(blob)
+        record = RunRecord.from_json(blob)
     except ValueError as exc:  # a field missing or unknown: a file of another version
         raise CheckpointError(f"{path} does not match this version's run record ({exc}): run `{rerun}` again") from exc
-    record = RunRecord(**{f.name: getattr(summary, f.name) for f in fields(RunSummary)})
     record.evals = pd.read_csv(folder / "evals.csv")
     record.steps = pd.read_csv(folder / "steps.csv")
     if timing is not None and Path(timing).is_file():

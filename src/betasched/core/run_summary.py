@@ -47,7 +47,7 @@ class RunSummary:
     def from_json(cls, blob: dict) -> RunSummary:
         """The inverse of to_json. A key it does not know raises ValueError (a file of another
         version), and so does a missing field: nothing is dropped or guessed."""
-        names = {f.name for f in fields(cls)} - {"curvature"}
+        names = {f.name for f in fields(RunSummary)} - {"curvature"}  # a subclass's own fields are not JSON
         curvature = {k[len(CURVATURE):]: v for k, v in blob.items() if k.startswith(CURVATURE)}
         unknown = sorted(k for k in blob if k not in names and not k.startswith(CURVATURE))
         if unknown:
