@@ -9,7 +9,6 @@ their ratio, and writes metrics/bench.json (so `dvc metrics diff` shows regressi
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tarfile
 import tempfile

@@ -32,11 +32,11 @@ def attribute_stage() -> None:
     method = params.attribution.method
     heat = pd.DataFrame({f"{r.optimizer}/s{r.seed}": r.scores for r in records})
     plots.attribution_heatmap(heat, f"{method} per group, schedule={params.schedule}", "plots/attribution.png")
-    timings.record("stage", "attribute", {"wall_seconds": time.perf_counter() - start})
     for entry, rec in zip(entries, records):  # scores go to the model's own training run
         if run_id := training_run_id(params, entry, manifest["data_sha256"]):
             tracking.log_to_run(run_id, {f"attr_{method}.{g}": v for g, v in rec.scores.items()})
         print(f"{rec.run}: problem layers {rec.problem_layers} (|M| = {rec.n_errors}, |C| = {rec.n_correct})")
+    timings.record("stage", "attribute", {"wall_seconds": time.perf_counter() - start})
 
 
 if __name__ == "__main__":

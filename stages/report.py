@@ -42,13 +42,13 @@ def report_stage() -> None:
     write_json("metrics/claims.json", {"claims": claims, "preset": params.preset, **meta})
     summary, words = summary_metrics(claims), summary_words(claims)
     write_json("metrics/summary.json", {**summary, **words})
-    timings.record("stage", "report", {"wall_seconds": time.perf_counter() - start})
     with tracking.run("report", tracking.stage_tags("report", params), system_metrics=False):
         tracking.log_metrics(summary)
         verdicts = {f"verdict.{k}": v[:250] for k, v in words.items()}
         tracking.set_tags(verdicts)
         tracking.describe_pipeline(f"# {params.preset}: the claims\n\n{claims_table(claims)}", verdicts)
         tracking.log_artifacts(["REPORT.md", "metrics/claims.json", *sorted(map(str, Path("plots").glob("*.png")))])
+    timings.record("stage", "report", {"wall_seconds": time.perf_counter() - start})
     print(claims_table(claims))
 
 

@@ -32,14 +32,14 @@ def scan_stage() -> None:
     plots.damping(points, settings.band, "plots/damping.png")
     plots.damping_csv(points, "plots/data/damping.csv")
     seconds = time.perf_counter() - start
-    timings.record("stage", "scan", {"wall_seconds": seconds, "points": len(points),
-                                     "hvps": sum(p["hvps"] for p in points)})
     with tracking.run(f"scan-{params.schedule}", tracking.stage_tags("scan", params), system_metrics=False):
         for p in points:
             tracking.log_metrics({f"{p['run']}.lambda_max": p["lambda_max"], f"{p['run']}.lambda_mean": p["lambda_mean"],
                                   **{f"{p['run']}.zeta_{c}": v for c, v in p["zeta"].items() if v is not None}},
                                  step=p["step"])
         tracking.log_artifacts(["metrics/damping.json", "plots/damping.png"])
+    timings.record("stage", "scan", {"wall_seconds": seconds, "points": len(points),
+                                     "hvps": sum(p["hvps"] for p in points)})
     for p in points:
         print(f"{p['run']} step {p['step']}: lambda_max {p['lambda_max']:.3g} (residual {p['residual']:.2g}), "
               f"zeta_d " + ", ".join(f"{c} {'n/a' if v is None else format(v, '.3g')} ({p['regime'][c]})"

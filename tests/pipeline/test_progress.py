@@ -68,9 +68,10 @@ def test_every_stage_ends_with_a_stamped_done_line(monkeypatch, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_a_stage_timing_spans_its_process_as_its_mlflow_run_does(tmp_path, monkeypatch):
-    """A stage's MLflow run starts when its process did (imports included); timings/ keeps the work
-    (wall_seconds) and, for a stage, process_seconds: the quantity bench/durations.py sets against MLflow."""
+def test_a_runs_timing_spans_what_its_mlflow_run_spans(tmp_path, monkeypatch):
+    """A process's first run starts when the process did (imports included), a later one (the next
+    pilot in a pool's worker) where the previous run ended: timings/ keeps the work (wall_seconds)
+    and that span (span_seconds), the quantity bench/durations.py sets against MLflow's."""
     import time
 
     import psutil
@@ -79,9 +80,15 @@ def test_a_stage_timing_spans_its_process_as_its_mlflow_run_does(tmp_path, monke
 
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.chdir(tmp_path)
-    timings.record("stage", "compare", {"wall_seconds": 0.25})
+    monkeypatch.setattr(timings, "_span_start", None)  # this test process has not recorded a run yet
+    assert timings.span_start() == psutil.Process().create_time()
     timings.record("train", "sgd-beta-s0", {"wall_seconds": 0.25})
-    stage, train = timings.read("stage", "compare"), timings.read("train", "sgd-beta-s0")
+    first_end = timings.span_start()
     alive = time.time() - psutil.Process().create_time()
-    assert stage["wall_seconds"] == 0.25 and 0.25 <= stage["process_seconds"] <= alive
-    assert train == {"wall_seconds": 0.25}  # a pilot shares its worker's process: no process span
+    time.sleep(0.05)
+    timings.record("stage", "compare", {"wall_seconds": 0.01})
+    first, second = timings.read("train", "sgd-beta-s0"), timings.read("stage", "compare")
+    assert first["wall_seconds"] == 0.25 and 0.25 <= first["span_seconds"] <= alive
+    assert abs(first_end - (psutil.Process().create_time() + first["span_seconds"])) < 0.01  # the next run starts here
+    assert 0.05 <= second["span_seconds"] < 5  # from the first run's end, not from the process's start
+    assert timings.span_start() > first_end

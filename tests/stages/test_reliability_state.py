@@ -98,7 +98,7 @@ def test_a_checkpoint_under_another_runs_name_is_refused_before_anything_is_logg
         _, after = _mlflow(repo)
     finally:
         shutil.rmtree(repo / ".checkpoints")
-    line = _one_line(out, f"holds the run sgd-beta-s0")
+    line = _one_line(out, "holds the run sgd-beta-s0")
     assert foreign.name in line and "rm " in line
     assert "resuming" not in out.stdout
     assert set(after) == set(before)  # no run created

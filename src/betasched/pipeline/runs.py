@@ -159,10 +159,10 @@ def execute(params: Params, optimizer: str, schedule: str, seed: int, runs_dir: 
         _write_run(runs_dir / name, result, summary, None if pilot else cfg.width, key)
         timing = dict(result.timing(cfg.batch_size), wall_seconds=time.perf_counter() - start, mlflow_run_id=rid,
                       resumed_from_step=state["step"] if state else None)
-        timings.record("train", name, timing)
         logged = not pilot and tracking.wants_model(schedule == params.schedule and lam is None)
         _log_result(summary, timing, runs_dir / name, result.model if logged else None, data, cfg.channels_last,
                     manifest)
+    timings.record("train", name, timing)  # after its MLflow run has ended: span_seconds covers it
     ckpt.remove()
     return {**summary, **timing}
 

@@ -15,13 +15,28 @@ def timing_path(kind: str, name: str) -> Path:
     return repo_root() / "timings" / kind / f"{name}.json"
 
 
-def record(kind: str, name: str, values: dict) -> None:
-    """``values`` (wall_seconds: the work, after the imports); a stage's record also gets
-    process_seconds, since its process started: the span its MLflow run shows (bench/durations.py)."""
-    if kind == "stage":
-        import psutil
+_span_start: float | None = None  # epoch seconds where this process's next run begins
 
-        values = {**values, "process_seconds": time.time() - psutil.Process().create_time()}
+
+def span_start() -> float:
+    """Where the run now beginning in this process starts (epoch seconds): the process's own start
+    for its first run (DVC launched the stage: its imports count), the previous run's end after that
+    (the next pilot in a pool's worker). The run's MLflow run starts here too (tracker_mlflow)."""
+    if _span_start is not None:
+        return _span_start
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def record(kind: str, name: str, values: dict) -> None:
+    """``values`` (wall_seconds: the work, after the imports), plus span_seconds: from span_start()
+    to now, the span the run's MLflow run shows (bench/durations.py sets one against the other).
+    Called once the MLflow run has ended; the next run of this process starts here."""
+    global _span_start
+    now = time.time()
+    values = {**values, "span_seconds": now - span_start()}
+    _span_start = now
     write_json(timing_path(kind, name), values)
 
 

@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+from . import timings
 from .params import repo_root
 from .store import literal, process_tags, settle, setup
 from .tracker_files import flatten
@@ -105,22 +106,19 @@ class MlflowTracker:
 
         self.mlflow, self.client = mlflow, MlflowClient
         self._active: list = []  # the runs open in this process, innermost last
-        self._runs_created = 0
 
     def setup(self) -> str:
         return setup()
 
     def _create_stage_run(self, experiment_id: str, name: str, tags: dict) -> str:
-        """A stage's run spans its process, not only the logging at its end: the first run of a
-        process starts when the process started (DVC launched the stage); a later one (the next pilot
-        in a pool's worker) when it is created. It ends when the stage does."""
+        """A stage's run spans its process, not only the logging at its end: it starts where
+        timings.span_start() says (the process's start, or its previous run's end) and ends when
+        the stage does."""
         from mlflow.tracking.context.registry import resolve_tags  # the source tags start_run would add
 
         client = self.client()
         tags["mlflow.parentRunId"] = pipeline_parent(client, experiment_id, tags)
-        started = time.time() if self._runs_created else float(process_tags()["pid_start"])
-        self._runs_created += 1
-        return client.create_run(experiment_id, start_time=int(started * 1000), tags=resolve_tags(tags),
+        return client.create_run(experiment_id, start_time=int(timings.span_start() * 1000), tags=resolve_tags(tags),
                                  run_name=name).info.run_id
 
     @contextlib.contextmanager
