@@ -1,4 +1,9 @@
-"""Which failures of a stage run by the Ray launcher are retried: DVC's own words for each."""
+"""The Ray launcher's task clones (pipeline.snapshot): how each is made, and which failures of a
+stage are retried (DVC's own words for each)."""
+import dataclasses
+import subprocess
+import sys
+
 import pytest
 
 from betasched.pipeline.snapshot import StageFailed, TransientStageFailure, failure_kind
@@ -20,3 +25,60 @@ FAILED = "ERROR: failed to reproduce 'train@sgd-beta-0': failed to run: python s
 ], ids=["137", "143", "130", "-9", "dvc killed", "cuda oom", "exit 2", "exit 1", "exit 1370", "130 in a message"])
 def test_which_failures_are_retried(code, output, kind):
     assert failure_kind(code, output) is kind
+
+
+def test_a_clone_gets_the_shared_cache_its_own_site_dir_and_the_remote_as_dvc_config_sets_them(tmp_path):
+    """configure_clone writes .dvc/config.local in-process; `dvc config --list --local` (DVC's own
+    reader, another process) must see each key as `dvc config --local` would have set it."""
+    from betasched.pipeline.snapshot import configure_clone
+
+    root = tmp_path / "clone"
+    (root / ".dvc").mkdir(parents=True)
+    (root / ".dvc" / "config").write_text("[core]\n    autostage = true\n")
+    configure_clone(root, str(tmp_path / "cache"), ("shared", str(tmp_path / "remote")))
+    out = subprocess.run([sys.executable, "-m", "dvc", "config", "--list", "--local"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(out) == sorted([f"core.site_cache_dir={root / '.dvc' / 'tmp' / 'site'}",
+                                  f"cache.dir={tmp_path / 'cache'}", "cache.type=hardlink,symlink,copy",
+                                  f"remote.shared.url={tmp_path / 'remote'}"])
+    assert "autostage" in (root / ".dvc" / "config").read_text()  # the repo's own config is untouched
+    configure_clone(root, str(tmp_path / "cache"), None)  # idempotent: a retried task configures again
+    (root / ".dvc" / "config.local").write_text("[cache\n")  # a config DVC cannot parse: one clear error
+    with pytest.raises(StageFailed, match="dvc config of the clone .* failed"):
+        configure_clone(root, str(tmp_path / "cache"), None)
+
+
+def _workspace(path):
+    """A git + DVC repo with one DVC-tracked file (as a stage's output would be), pushed to a remote."""
+    path.mkdir()
+    dvc = [sys.executable, "-m", "dvc"]
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    (path / "data").mkdir()
+    (path / "data" / "prepared.txt").write_text("the prepared data\n")
+    for cmd in (["git", "init", "-q"], [*dvc, "init", "-q"], [*dvc, "add", "-q", "data/prepared.txt"],
+                [*dvc, "remote", "add", "shared", str(path.parent / "remote")], [*dvc, "push", "-q", "-r", "shared"],
+                [*git, "add", "-A"], [*git, "commit", "-qm", "w"]):
+        subprocess.run(cmd, cwd=path, check=True, capture_output=True)
+    return path
+
+
+@pytest.mark.parametrize("own_cache", [False, True], ids=["shared cache", "own cache, from the remote"])
+def test_a_task_clone_has_the_commit_the_overlay_and_the_upstream_outputs(tmp_path, monkeypatch, own_cache):
+    from betasched.pipeline.snapshot import Snapshot, prepare
+
+    ws = _workspace(tmp_path / "ws")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True).stdout.strip()
+    if own_cache:  # another node: a cache of its own, filled from the remote
+        monkeypatch.setenv("BETASCHED_DVC_CACHE", str(tmp_path / "node2-cache"))
+    snap = Snapshot(str(ws), commit, {"params.yaml": b"schedule: beta\n"}, ("data/prepared.txt",),
+                    str(ws / ".dvc" / "cache"), str(ws), ("shared", str(tmp_path / "remote")))
+    root = prepare(snap, "train@sgd-beta-0")
+    assert (root / "data" / "prepared.txt").read_text() == "the prepared data\n"
+    assert (root / "params.yaml").read_bytes() == b"schedule: beta\n"  # uncommitted params travel
+    assert (root / "timings").resolve() == (ws / "timings").resolve()  # side files land in the workspace
+    assert (tmp_path / "node2-cache").is_dir() == own_cache
+    for lost in (ws / ".dvc" / "cache", tmp_path / "node2-cache", tmp_path / "remote"):  # one clear error, not a traceback
+        if lost.exists():
+            lost.rename(tmp_path / f"{lost.name}-gone")
+    with pytest.raises(StageFailed, match="of data/prepared.txt failed"):
+        prepare(dataclasses.replace(snap, cache_dir=str(tmp_path / "empty")), "train@sgd-beta-0")

@@ -97,6 +97,23 @@ def wait_for_clones(snap: Snapshot, stages: list[str], grace: float = STOP_GRACE
             proc.kill()
 
 
+def configure_clone(root: Path, cache: str, remote: tuple[str, str] | None) -> None:
+    """The clone's local DVC config: the shared cache (linked, not copied), a site dir of its own, the
+    remote. Through DVC's Config API in this process: a `dvc config` process per key cost each task
+    about a second apiece on a loaded machine."""
+    from dvc.config import Config
+    from dvc.exceptions import DvcException
+
+    try:
+        with Config(dvc_dir=str(root / ".dvc")).edit("local") as conf:
+            conf.setdefault("core", {})["site_cache_dir"] = str(root / ".dvc" / "tmp" / "site")
+            conf.setdefault("cache", {}).update({"dir": cache, "type": "hardlink,symlink,copy"})
+            if remote:
+                conf.setdefault("remote", {})[remote[0]] = {"url": remote[1]}
+    except DvcException as exc:
+        raise StageFailed(f"dvc config of the clone {root} failed: {exc}") from exc
+
+
 def prepare(snap: Snapshot, stage: str) -> Path:
     """A fresh clone of the workspace, ready for `dvc repro -s stage`."""
     root = Path(tempfile.mkdtemp(prefix=f"{clone_prefix(snap, stage)}-"))
@@ -108,12 +125,7 @@ def prepare(snap: Snapshot, stage: str) -> Path:
         path.unlink(missing_ok=True)
         path.write_bytes(data)
     cache = os.environ.get("BETASCHED_DVC_CACHE") or snap.cache_dir
-    config = ["core", "site_cache_dir", str(root / ".dvc" / "tmp" / "site")], ["cache", "dir", cache], \
-        ["cache", "type", "hardlink,symlink,copy"]
-    for key in config:
-        _run(dvc("config", "--local", f"{key[0]}.{key[1]}", key[2]), root, "dvc config")
-    if snap.remote:
-        _run(dvc("remote", "add", "--local", "-f", *snap.remote), root, "dvc remote add")
+    configure_clone(root, cache, snap.remote)
     shared = Path(snap.shared_dir)
     for side in SIDE_PATHS:
         target = shared / side
@@ -125,9 +137,23 @@ def prepare(snap: Snapshot, stage: str) -> Path:
             shutil.rmtree(root / side) if (root / side).is_dir() else (root / side).unlink()
         (root / side).symlink_to(target)
     if snap.upstream:
-        fetch = ["pull", "-r", snap.remote[0]] if snap.remote and cache != snap.cache_dir else ["checkout"]
-        _run(dvc(*fetch, *snap.upstream), root, f"dvc {fetch[0]} of {', '.join(snap.upstream)}")
+        fetch_upstream(root, snap.upstream, snap.remote[0] if snap.remote and cache != snap.cache_dir else None)
     return root
+
+
+def fetch_upstream(root: Path, upstream: tuple[str, ...], remote: str | None) -> None:
+    """The outputs of other stages that the run reads (prepared data, tuned LRs), in the clone: linked
+    from the shared cache, or pulled from ``remote`` where this node has a cache of its own. In this
+    process, through DVC's Repo API (a Ray worker keeps DVC imported from one task to the next)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    targets = [str(root / rel) for rel in upstream]
+    try:
+        with Repo(str(root)) as repo:
+            repo.pull(targets, remote=remote) if remote else repo.checkout(targets)
+    except DvcException as exc:
+        raise StageFailed(f"dvc {'pull' if remote else 'checkout'} of {', '.join(upstream)} failed: {exc}") from exc
 
 
 def _die_with_parent() -> None:
