@@ -23,7 +23,6 @@ def overlap_stage() -> None:
                             verdict=verdict(summary))
     plots.score_profiles(records, "plots/overlap_profiles.png", GROUPS)
     overlap.save("metrics/overlap.json")
-    timings.record("stage", "overlap", {"wall_seconds": time.perf_counter() - start})
     with tracking.run(f"overlap-{params.schedule}", tracking.stage_tags("overlap", params), system_metrics=False):
         cross = overlap.sgd_vs_adam
         tracking.log_metrics({k: v for k, v in {
@@ -33,6 +32,7 @@ def overlap_stage() -> None:
             "jaccard_parameter_count": overlap.parameter_count["jaccard_mean"],
         }.items() if v is not None})
         tracking.log_artifacts(["metrics/overlap.json", "plots/overlap_profiles.png", "plots/attribution.png"])
+    timings.record("stage", "overlap", {"wall_seconds": time.perf_counter() - start})
     print(overlap.verdict)
 
 
