@@ -82,3 +82,27 @@ def test_a_task_clone_has_the_commit_the_overlay_and_the_upstream_outputs(tmp_pa
             lost.rename(tmp_path / f"{lost.name}-gone")
     with pytest.raises(StageFailed, match="of data/prepared.txt failed"):
         prepare(dataclasses.replace(snap, cache_dir=str(tmp_path / "empty")), "train@sgd-beta-0")
+
+
+def test_the_workspace_commit_holds_uncommitted_edits_even_while_another_git_holds_the_index_lock(tmp_path,
+                                                                                                  monkeypatch):
+    """`git stash create` alone exits 1 without a word while .git/index.lock is held (it stopped a
+    clean clone's `make repro` once); workspace_commit reads a copy of the index, so the launcher's
+    snapshot still holds the edited params."""
+    from betasched.pipeline.parallel import workspace_commit
+
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "params.yaml").write_text("lr: 0.1\n")
+    subprocess.run([*git, "add", "params.yaml"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "p"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert workspace_commit() == head  # nothing uncommitted: HEAD itself
+    (tmp_path / "params.yaml").write_text("lr: 0.2\n")
+    (tmp_path / ".git" / "index.lock").touch()  # another git process at work
+    assert subprocess.run(["git", "stash", "create"], capture_output=True).returncode == 1  # what failed before
+    commit = workspace_commit()
+    shown = subprocess.run(["git", "show", f"{commit}:params.yaml"], capture_output=True, text=True).stdout
+    assert commit != head and shown == "lr: 0.2\n"
+    assert (tmp_path / ".git" / "index.lock").exists()  # the other process's lock is left alone

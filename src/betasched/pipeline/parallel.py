@@ -38,13 +38,29 @@ PASSED_ENV = ("BETASCHED_", "MLFLOW_", "DVC_EXP_", "HF_", "TORCH_")
 HEARTBEAT_S = 20.0  # a line at least every 30 s while runs train, whatever the polling's own delay
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, env: dict | None = None) -> str:
     out = subprocess.run(["git", "-c", "user.name=betasched", "-c", "user.email=betasched@localhost", *args],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise ConfigError(f"git {args[0]} failed ({out.stderr.strip()[:200]}): run from a git clone of the project "
                           "with at least one commit")
     return out.stdout.strip()
+
+
+def workspace_commit() -> str:
+    """The workspace as a commit: `git stash create` (uncommitted changes included; HEAD when there are
+    none), run against a copy of the index. git refreshes the index it reads under .git/index.lock,
+    and exits 1 without a word while another git process holds that lock (MLflow's and DVC's git
+    lookups, an editor): it stopped a clean clone's `make repro` once (2026-12-03)."""
+    import shutil
+    import tempfile
+
+    index = Path(_git("rev-parse", "--git-path", "index"))
+    with tempfile.TemporaryDirectory(prefix="betasched-index-") as tmp:
+        env = dict(os.environ)
+        if index.is_file():
+            env["GIT_INDEX_FILE"] = shutil.copy(index, Path(tmp) / "index")
+        return _git("stash", "create", env=env) or _git("rev-parse", "HEAD")
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,7 @@ def stage_plan(prefixes: tuple[str, ...] = TRAIN_PREFIXES) -> MatrixPlan:
 def snapshot(files: list[str], upstream: tuple[str, ...], remote: tuple[str, str] | None, env: dict) -> Snapshot:
     """What every task needs from the workspace, read once by the driver."""
     root = repo_root()
-    commit = _git("stash", "create") or _git("rev-parse", "HEAD")
+    commit = workspace_commit()
     overlay = {rel: (root / rel).read_bytes() for rel in sorted({"dvc.yaml", "dvc.lock", "params.yaml", *files})
                if (root / rel).is_file()}
     from dvc.repo import Repo
