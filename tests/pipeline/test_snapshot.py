@@ -84,11 +84,13 @@ def test_a_task_clone_has_the_commit_the_overlay_and_the_upstream_outputs(tmp_pa
         prepare(dataclasses.replace(snap, cache_dir=str(tmp_path / "empty")), "train@sgd-beta-0")
 
 
-def test_the_workspace_commit_holds_uncommitted_edits_even_while_another_git_holds_the_index_lock(tmp_path,
-                                                                                                  monkeypatch):
-    """`git stash create` alone exits 1 without a word while .git/index.lock is held (it stopped a
-    clean clone's `make repro` once); workspace_commit reads a copy of the index, so the launcher's
-    snapshot still holds the edited params."""
+def test_the_workspace_commit_survives_stale_stat_data_and_a_held_index_lock(tmp_path, monkeypatch):
+    """`git stash create` alone exits 1 without a word when a file was rewritten with the same bytes
+    (stale stat data: what DVC leaves; it stopped a clean clone's `make repro`) or while .git/index.lock
+    is held; workspace_commit gives HEAD, or a commit with the edited params."""
+    import os
+    import time
+
     from betasched.pipeline.parallel import workspace_commit
 
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -99,6 +101,9 @@ def test_the_workspace_commit_holds_uncommitted_edits_even_while_another_git_hol
     monkeypatch.chdir(tmp_path)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert workspace_commit() == head  # nothing uncommitted: HEAD itself
+    later = time.time() + 5
+    os.utime(tmp_path / "params.yaml", (later, later))  # the same bytes, rewritten
+    assert workspace_commit() == head  # where git 2.39's own `git stash create` exits 1
     (tmp_path / "params.yaml").write_text("lr: 0.2\n")
     (tmp_path / ".git" / "index.lock").touch()  # another git process at work
     assert subprocess.run(["git", "stash", "create"], capture_output=True).returncode == 1  # what failed before

@@ -49,9 +49,10 @@ def _git(*args: str, env: dict | None = None) -> str:
 
 def workspace_commit() -> str:
     """The workspace as a commit: `git stash create` (uncommitted changes included; HEAD when there are
-    none), run against a copy of the index. git refreshes the index it reads under .git/index.lock,
-    and exits 1 without a word while another git process holds that lock (MLflow's and DVC's git
-    lookups, an editor): it stopped a clean clone's `make repro` once (2026-12-03)."""
+    none), on a refreshed copy of the index. Both failed a clean clone's `make repro` (2026-12-03):
+    git 2.39 exits 1 without a word when the index's stat data is stale and nothing is to be stashed
+    (files DVC rewrote with the same bytes), and git refreshes an index only under its lock file,
+    which another git process may hold."""
     import shutil
     import tempfile
 
@@ -60,6 +61,8 @@ def workspace_commit() -> str:
         env = dict(os.environ)
         if index.is_file():
             env["GIT_INDEX_FILE"] = shutil.copy(index, Path(tmp) / "index")
+        # exits 1 when files changed, as they may: the stash below then holds them
+        subprocess.run(["git", "update-index", "-q", "--refresh"], env=env, capture_output=True)
         return _git("stash", "create", env=env) or _git("rev-parse", "HEAD")
 
 
