@@ -1,5 +1,5 @@
 """Do MLflow's run durations tell the truth? Each run's end - start, against the wall time the stage
-measured itself (timings/), for every training, pilot and stage run of a repo's latest pipeline:
+measured itself (timings/): the latest run of each training, pilot and stage in a repo:
 
     .venv/bin/python bench/durations.py /work/cpufull      # after `make repro` there
 
@@ -18,21 +18,27 @@ from betasched.pipeline.store import EXPERIMENT
 
 
 def rows(repo: Path) -> list[dict]:
+    """Each timing in timings/ (the latest record of each training, pilot and stage) against the
+    latest MLflow run of that name (a training or pilot) or stage, whichever pipeline it ran in."""
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name(EXPERIMENT).experiment_id
-    parents = client.search_runs([exp], "tags.stage = 'pipeline'", order_by=["start_time DESC"], max_results=1)
-    runs = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'", max_results=5000)
+    latest = {}
+    for r in client.search_runs([exp], "attributes.status = 'FINISHED'", order_by=["start_time ASC"],
+                                max_results=50000):
+        stage = r.data.tags.get("stage")
+        if stage and stage != "pipeline" and r.info.end_time:
+            kind = "train" if stage in ("train", "pilot") else "stage"
+            latest[kind, r.info.run_name if kind == "train" else stage] = r  # the later run wins
     out = []
-    for r in runs:
-        name, stage = r.info.run_name, r.data.tags.get("stage")
-        path = repo / "timings" / ("train" if stage in ("train", "pilot") else "stage") / \
-            f"{name if stage in ('train', 'pilot') else stage}.json"
-        if not path.is_file() or not r.info.end_time:
+    for (kind, name), r in latest.items():
+        path = repo / "timings" / kind / f"{name}.json"
+        if not path.is_file():
             continue
         timing = json.loads(path.read_text())
         wall = timing.get("span_seconds", timing["wall_seconds"])  # wall_seconds: a record from before spans
         mlflow_s = (r.info.end_time - r.info.start_time) / 1000
-        out.append({"run": name, "stage": stage, "timings_s": wall, "mlflow_s": mlflow_s, "ratio": mlflow_s / wall})
+        out.append({"run": r.info.run_name, "stage": r.data.tags["stage"], "timings_s": wall, "mlflow_s": mlflow_s,
+                    "ratio": mlflow_s / wall})
     return sorted(out, key=lambda x: (x["stage"], x["run"]))
 
 

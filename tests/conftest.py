@@ -104,7 +104,18 @@ def trainer_processes(repo: Path | None = None) -> list:
                 out.append(p)
         except psutil.Error:
             pass
-    return out
+    pids = {p.pid for p in out}
+    # a trainer's child between fork and exec (a `git` lookup) shows the trainer's own command line
+    return [p for p in out if _ppid(p) not in pids]
+
+
+def _ppid(proc) -> int | None:
+    import psutil
+
+    try:
+        return proc.ppid()
+    except psutil.Error:
+        return None
 
 
 def pytest_collection_modifyitems(items):
