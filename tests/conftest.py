@@ -95,7 +95,7 @@ def trainer_processes(repo: Path | None = None) -> list:
     import psutil
 
     out = []
-    for p in psutil.process_iter(["cmdline", "cwd", "name"]):
+    for p in psutil.process_iter(["cmdline", "cwd", "name", "ppid"]):
         try:
             cwd = p.info["cwd"] or ""
             if ((cwd == str(repo) or os.path.basename(cwd).startswith("betasched-train"))
@@ -106,16 +106,7 @@ def trainer_processes(repo: Path | None = None) -> list:
             pass
     pids = {p.pid for p in out}
     # a trainer's child between fork and exec (a `git` lookup) shows the trainer's own command line
-    return [p for p in out if _ppid(p) not in pids]
-
-
-def _ppid(proc) -> int | None:
-    import psutil
-
-    try:
-        return proc.ppid()
-    except psutil.Error:
-        return None
+    return [p for p in out if p.info["ppid"] not in pids]
 
 
 def pytest_collection_modifyitems(items):
