@@ -1,10 +1,13 @@
 """The Ray launcher's task clones (pipeline.snapshot): how each is made, and which failures of a
 stage are retried (DVC's own words for each)."""
 import dataclasses
+import io
+import logging
 import subprocess
 import sys
 
 import pytest
+from dvc.logger import LoggerHandler
 
 from betasched.pipeline.snapshot import StageFailed, TransientStageFailure, failure_kind
 
@@ -80,8 +83,32 @@ def test_a_task_clone_has_the_commit_the_overlay_and_the_upstream_outputs(tmp_pa
     for lost in (ws / ".dvc" / "cache", tmp_path / "node2-cache", tmp_path / "remote"):  # one clear error, not a traceback
         if lost.exists():
             lost.rename(tmp_path / f"{lost.name}-gone")
+    closed = io.StringIO()
+    closed.close()  # DVC's import-time handlers on a stream since closed (CI at 79d9ca4 raised LoggingException)
+    for name in ("dvc", "dvc_objects", "dvc_data"):  # the missing-cache warning comes from dvc_data's logger
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [LoggerHandler(closed)])
     with pytest.raises(StageFailed, match="of data/prepared.txt failed"):
         prepare(dataclasses.replace(snap, cache_dir=str(tmp_path / "empty")), "train@sgd-beta-0")
+
+
+def test_in_process_dvc_writes_to_the_streams_of_the_moment_and_leaves_dvc_logging_as_it_was(monkeypatch):
+    """CI at 79d9ca4: DVC installs its console handlers when first imported, on the streams of that
+    moment; in a long-lived process they may since have closed (there, a test's captured stderr), and
+    a task clone's failed pull then raised DVC's LoggingException instead of the clear StageFailed."""
+    from betasched.pipeline.snapshot import dvc_console
+
+    closed = io.StringIO()
+    closed.close()
+    dvc_log = logging.getLogger("dvc")
+    monkeypatch.setattr(dvc_log, "handlers", [LoggerHandler(closed)])  # as DVC's import left them
+    before = (dvc_log.handlers[:], dvc_log.level, dvc_log.propagate)
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    with dvc_console():
+        dvc_log.warning("Some of the cache files do not exist")  # raised LoggingException before
+    assert "WARNING: Some of the cache files do not exist" in err.getvalue()  # DVC's line, as its CLI prints it
+    assert (dvc_log.handlers, dvc_log.level, dvc_log.propagate) == before
+    assert sys.stderr is err  # colorama's wrapper of the moment's stream is gone too
 
 
 def test_the_workspace_commit_survives_stale_stat_data_and_a_held_index_lock(tmp_path, monkeypatch):

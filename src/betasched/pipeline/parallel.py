@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from .cli import ArgumentParser, one_line_errors
 from .compose import compose_params
 from .mlflow_server import mark_failed, serve
 from .params import load_params, repo_root
-from .snapshot import Snapshot, TransientStageFailure, dvc, run_stage, wait_for_clones
+from .snapshot import Snapshot, TransientStageFailure, dvc, dvc_console, run_stage, wait_for_clones
 from .store import tracking_uri
 
 TRAIN_PREFIXES = ("train@", "control@", "lam@")
@@ -263,17 +262,12 @@ def _restore_from(remote: str, stages: list[str], uri: str | None) -> None:
     and the outputs they name, restored ("is cached - skipping run"), no other data. `dvc pull --run-cache` cannot do
     this: it also checks out every stage, and these have no dvc.lock entry yet."""
     from dvc.exceptions import DvcException
-    from dvc.logger import setup
     from dvc.repo import Repo
 
-    if not logging.getLogger("dvc").handlers:
-        setup()  # DVC's own console lines, as its CLI prints them
-    for name in ("dvc", "dvc_objects", "dvc_data"):
-        logging.getLogger(name).propagate = False  # Ray's driver logs the root logger too: each line once
     if uri:
         os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        with Repo(repo_root(), remote=remote) as repo:
+        with dvc_console(), Repo(repo_root(), remote=remote) as repo:
             repo.reproduce(targets=stages, pull=True)
     except DvcException as e:
         raise BetaschedError(f"restoring the runs from DVC remote {remote!r} failed: {e}") from e

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import re
 import shutil
@@ -141,6 +142,30 @@ def prepare(snap: Snapshot, stage: str) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def dvc_console():
+    """DVC's own console lines, as its CLI prints them, on this moment's stdout / stderr, for the
+    in-process DVC calls inside the block; DVC's loggers as they were afterwards. DVC installs its
+    handlers when first imported, on the streams of that moment: in a long-lived process (a test
+    session, a notebook) those may since have closed, and a DVC warning then raises instead."""
+    import colorama
+    from dvc.logger import setup
+
+    saved = [(log, log.handlers[:], log.level, log.propagate)
+             for log in map(logging.getLogger, ("dvc", "dvc_objects", "dvc_data"))]
+    for log, *_ in saved:
+        log.handlers.clear()
+    setup()
+    for log, *_ in saved:
+        log.propagate = False  # Ray's driver logs the root logger too: each line once
+    try:
+        yield
+    finally:
+        for log, handlers, level, propagate in saved:
+            log.handlers[:], log.level, log.propagate = handlers, level, propagate
+        colorama.deinit()  # setup() wrapped this moment's streams: unwrapped
+
+
 def fetch_upstream(root: Path, upstream: tuple[str, ...], remote: str | None) -> None:
     """The outputs of other stages that the run reads (prepared data, tuned LRs), in the clone: linked
     from the shared cache, or pulled from ``remote`` where this node has a cache of its own. In this
@@ -150,7 +175,7 @@ def fetch_upstream(root: Path, upstream: tuple[str, ...], remote: str | None) ->
 
     targets = [str(root / rel) for rel in upstream]
     try:
-        with Repo(str(root)) as repo:
+        with dvc_console(), Repo(str(root)) as repo:
             repo.pull(targets, remote=remote) if remote else repo.checkout(targets)
     except DvcException as exc:
         raise StageFailed(f"dvc {'pull' if remote else 'checkout'} of {', '.join(upstream)} failed: {exc}") from exc
