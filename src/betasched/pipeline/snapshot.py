@@ -148,11 +148,11 @@ def dvc_console():
     in-process DVC calls inside the block; DVC's loggers as they were afterwards. DVC installs its
     handlers when first imported, on the streams of that moment: in a long-lived process (a test
     session, a notebook) those may since have closed, and a DVC warning then raises instead."""
-    import colorama
     from dvc.logger import setup
 
     saved = [(log, log.handlers[:], log.level, log.propagate)
              for log in map(logging.getLogger, ("dvc", "dvc_objects", "dvc_data"))]
+    streams = sys.stdout, sys.stderr  # setup() has colorama wrap them: unwrapped afterwards
     for log, *_ in saved:
         log.handlers.clear()
     setup()
@@ -163,7 +163,7 @@ def dvc_console():
     finally:
         for log, handlers, level, propagate in saved:
             log.handlers[:], log.level, log.propagate = handlers, level, propagate
-        colorama.deinit()  # setup() wrapped this moment's streams: unwrapped
+        sys.stdout, sys.stderr = streams
 
 
 def fetch_upstream(root: Path, upstream: tuple[str, ...], remote: str | None) -> None:
