@@ -6,7 +6,8 @@ whatever it has: this machine (an embedded local Ray, loopback only, dashboard o
 (`--address`, RAY_ADDRESS, `ray job submit`, `ray symmetric-run`). Each task runs its stage in a
 private snapshot of the workspace (pipeline.snapshot); the result comes back through DVC's run-cache,
 and a plain `dvc repro` in the workspace (`make repro`'s next step, or `--repro`) restores every
-finished training as "cached - skipping run". Plain `dvc repro` / `dvc exp run` stay the sequential
+finished training as "cached - skipping run". On one machine the launcher restores the finished ones
+itself while the last runs train, on a slot that is idle then. Plain `dvc repro` / `dvc exp run` stay the sequential
 path, with the same bytes: every run uses train.threads threads, a param.
 
 Ray retries a task whose worker or node died, or whose trainer was killed (it resumes from its
@@ -176,12 +177,14 @@ def _line(done: int, total: int, begin: float, busy: float) -> str:
             + (f", ETA {eta / 60:.1f} min" if done else ""))
 
 
-def run_matrix(ray, snap: Snapshot, stages: list[str], options: dict, slots: int) -> tuple[list[dict], dict]:
+def run_matrix(ray, snap: Snapshot, stages: list[str], options: dict, slots: int,
+               restore_early=None) -> tuple[list[dict], dict]:
     """Every stage as a Ray task; a line per finished stage and a heartbeat every 20 s. Returns the
-    results and {stage: error} of those that failed. Ctrl-C / SIGTERM cancel every task."""
+    results and {stage: error} of those that failed. Ctrl-C / SIGTERM cancel every task. Once no run
+    is queued and a slot is idle, ``restore_early`` (if given) gets the finished stages not yet given."""
     task = ray.remote(run_stage).options(**options)
     refs = {task.remote(snap, s): s for s in stages}
-    pending, results, failed, begin = list(refs), [], {}, time.perf_counter()
+    pending, results, failed, begin, given = list(refs), [], {}, time.perf_counter(), set()
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=HEARTBEAT_S)
@@ -197,6 +200,11 @@ def run_matrix(ray, snap: Snapshot, stages: list[str], options: dict, slots: int
                 busy = sum(r["seconds"] for r in results) / max(slots, 1)
                 print(f"{time.strftime('%H:%M:%S')} {stage}: {status}; "
                       f"{_line(len(results) + len(failed), len(stages), begin, busy)}", flush=True)
+            if restore_early and pending and len(pending) < slots:
+                todo = [r["stage"] for r in results if r["stage"] not in given]
+                given.update(todo)
+                if todo:
+                    restore_early(todo)
             if not ready:
                 busy = sum(r["seconds"] for r in results) / max(slots, 1)
                 print(f"{time.strftime('%H:%M:%S')} train matrix: "
@@ -257,10 +265,11 @@ def _dvc_here(*args: str, uri: str | None = None) -> None:
         raise BetaschedError(f"`dvc {' '.join(args)}` failed (its message is above)")
 
 
-def _restore_from(remote: str, stages: list[str], uri: str | None) -> None:
-    """`dvc repro --pull` of the train stages with ``remote`` as its remote: the run-cache entries the nodes pushed
-    and the outputs they name, restored ("is cached - skipping run"), no other data. `dvc pull --run-cache` cannot do
-    this: it also checks out every stage, and these have no dvc.lock entry yet."""
+def restore(stages: list[str], remote: str | None = None, uri: str | None = None) -> None:
+    """`dvc repro -s` of finished train stages in the workspace, in this process: each comes back from DVC's
+    run-cache ("is cached - skipping run"). With ``remote``, `--pull` from it: the run-cache entries the nodes
+    pushed and the outputs they name, no other data (`dvc pull --run-cache` cannot do this: it also checks out
+    every stage, and these have no dvc.lock entry yet)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -268,9 +277,19 @@ def _restore_from(remote: str, stages: list[str], uri: str | None) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
         with dvc_console(), Repo(repo_root(), remote=remote) as repo:
-            repo.reproduce(targets=stages, pull=True)
+            repo.reproduce(targets=stages, pull=bool(remote), single_item=True)
     except DvcException as e:
-        raise BetaschedError(f"restoring the runs from DVC remote {remote!r} failed: {e}") from e
+        raise BetaschedError(f"restoring the runs{f' from DVC remote {remote!r}' if remote else ''} failed: {e}") from e
+
+
+def restore_while_others_train(stages: list[str]) -> None:
+    """The finished runs restored while the last ones train, on a slot that is idle anyway: `make repro`'s
+    `dvc repro` after the matrix then finds them done instead of restoring each (about 2 s a stage here).
+    A failure here is only reported: that `dvc repro` restores them, or names the error."""
+    try:
+        restore(stages)
+    except BetaschedError as e:
+        print(f"{time.strftime('%H:%M:%S')} {e}; `dvc repro` restores them after the matrix", flush=True)
 
 
 def _train(a, plan: MatrixPlan, threads: int, nproc: int, uri: str | None) -> tuple[list[dict], dict, dict]:
@@ -288,7 +307,9 @@ def _train(a, plan: MatrixPlan, threads: int, nproc: int, uri: str | None) -> tu
         print(f"{time.strftime('%H:%M:%S')} {len(plan.stages)} train stages on Ray "
               f"({len(ray.nodes())} node(s), {ray.cluster_resources().get('CPU', 0):.0f} CPUs): "
               f"{where}{options['num_cpus']} CPU(s) per run, {slots} at once", flush=True)
-        results, failed = run_matrix(ray, snap, plan.stages, options, slots)
+        # with a remote, the runs reach this workspace's cache only through it: restored at the end
+        results, failed = run_matrix(ray, snap, plan.stages, options, slots,
+                                     None if a.remote else restore_while_others_train)
         if failed:
             mark_failed(uri, [plan.names[s] for s in failed])
         return results, failed, placement(ray, results)
@@ -322,7 +343,7 @@ def main(argv=None) -> None:
             raise BetaschedError(f"{len(failed)} train stage(s) failed ({', '.join(failed)}): see the messages above, "
                                  f"or run `dvc repro -s {next(iter(failed))}` alone")
         if a.remote:  # the runs of nodes with their own cache
-            _restore_from(a.remote, plan.stages, uri)
+            restore(plan.stages, a.remote, uri)
         if a.repro:
             _dvc_here("repro", uri=uri)
 
