@@ -58,6 +58,7 @@ def test_a_killed_trainer_is_retried_and_resumes_to_the_same_bytes(tmp_path):
     early = re.findall(r"Stage '([^']+)' is cached - skipping run", out)
     after = _run(repo, "dvc", "repro", "--glob", "train@*", "control@*")
     late = re.findall(r"Stage '([^']+)' is cached - skipping run", after)
+    assert out.count(": restored into the workspace from the run-cache in ") == 2, out[-3000:]  # each stamped
     assert len(early) == 2 and len(late) == 1 and sorted(early + late) == \
         ["control@constant_matched-0", "train@sgd-beta-0", "train@sgd-constant-0"], out[-3000:] + after
     assert not re.search(r"Running stage '(train|control)@", after)

@@ -181,13 +181,16 @@ def run_matrix(ray, snap: Snapshot, stages: list[str], options: dict, slots: int
                restore_early=None) -> tuple[list[dict], dict]:
     """Every stage as a Ray task; a line per finished stage and a heartbeat every 20 s. Returns the
     results and {stage: error} of those that failed. Ctrl-C / SIGTERM cancel every task. Once no run
-    is queued and a slot is idle, ``restore_early`` (if given) gets the finished stages not yet given."""
+    is queued and a slot is idle, ``restore_early`` (if given) gets the finished stages, one a turn, so
+    that a run ending meanwhile is still reported within seconds."""
     task = ray.remote(run_stage).options(**options)
     refs = {task.remote(snap, s): s for s in stages}
     pending, results, failed, begin, given = list(refs), [], {}, time.perf_counter(), set()
     try:
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=HEARTBEAT_S)
+            backlog = ([r["stage"] for r in results if r["stage"] not in given]
+                       if restore_early and len(pending) < slots else [])
+            ready, pending = ray.wait(pending, num_returns=1, timeout=0 if backlog else HEARTBEAT_S)
             for ref in ready:
                 stage = refs[ref]
                 try:
@@ -200,12 +203,10 @@ def run_matrix(ray, snap: Snapshot, stages: list[str], options: dict, slots: int
                 busy = sum(r["seconds"] for r in results) / max(slots, 1)
                 print(f"{time.strftime('%H:%M:%S')} {stage}: {status}; "
                       f"{_line(len(results) + len(failed), len(stages), begin, busy)}", flush=True)
-            if restore_early and pending and len(pending) < slots:
-                todo = [r["stage"] for r in results if r["stage"] not in given]
-                given.update(todo)
-                if todo:
-                    restore_early(todo)
-            if not ready:
+            if backlog and not ready:
+                given.add(backlog[0])
+                restore_early(backlog[0])
+            elif not ready:
                 busy = sum(r["seconds"] for r in results) / max(slots, 1)
                 print(f"{time.strftime('%H:%M:%S')} train matrix: "
                       f"{_line(len(results) + len(failed), len(stages), begin, busy)}", flush=True)
@@ -282,14 +283,18 @@ def restore(stages: list[str], remote: str | None = None, uri: str | None = None
         raise BetaschedError(f"restoring the runs{f' from DVC remote {remote!r}' if remote else ''} failed: {e}") from e
 
 
-def restore_while_others_train(stages: list[str]) -> None:
-    """The finished runs restored while the last ones train, on a slot that is idle anyway: `make repro`'s
-    `dvc repro` after the matrix then finds them done instead of restoring each (about 2 s a stage here).
-    A failure here is only reported: that `dvc repro` restores them, or names the error."""
+def restore_while_others_train(stage: str) -> None:
+    """A finished run restored while the last ones train, on a slot that is idle anyway: `make repro`'s
+    `dvc repro` after the matrix then finds it done instead of restoring it (about 2-4 s a stage here).
+    A failure here is only reported: that `dvc repro` restores it, or names the error."""
+    start = time.perf_counter()
     try:
-        restore(stages)
+        restore([stage])
     except BetaschedError as e:
-        print(f"{time.strftime('%H:%M:%S')} {e}; `dvc repro` restores them after the matrix", flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {e}; `dvc repro` restores it after the matrix", flush=True)
+    else:
+        print(f"{time.strftime('%H:%M:%S')} {stage}: restored into the workspace from the run-cache in "
+              f"{time.perf_counter() - start:.1f} s, while the last runs train", flush=True)
 
 
 def _train(a, plan: MatrixPlan, threads: int, nproc: int, uri: str | None) -> tuple[list[dict], dict, dict]:
