@@ -89,16 +89,18 @@ LONGEST_FIRST = ("test_pipeline.py", "test_ray_matrix.py", "test_launch_paths.py
                  "test_distributed.py", "test_tune.py")
 
 
-def trainer_processes(repo: Path | None = None) -> list:
-    """The Python trainer processes (not the `sh -c` wrapper dvc may leave between itself and them), in ``repo``
-    or in a snapshot that the Ray launcher made (a temp clone named betasched-<stage>-...)."""
+def trainer_processes(repo: Path | None = None, launcher: int | None = None) -> list:
+    """The Python trainer processes (not the `sh -c` wrapper dvc may leave between itself and them) in ``repo``,
+    or in a snapshot that the Ray launcher of pid ``launcher`` made (a temp clone named
+    betasched-<stage>-<launcher pid>x<ns>-...): another test worker's launcher trains beside this one."""
     import psutil
 
+    clone = re.compile(rf"betasched-train.*-{launcher}x\d+-") if launcher else None
     out = []
     for p in psutil.process_iter(["cmdline", "cwd", "name", "ppid"]):
         try:
             cwd = p.info["cwd"] or ""
-            if ((cwd == str(repo) or os.path.basename(cwd).startswith("betasched-train"))
+            if ((cwd == str(repo) or (clone and clone.match(os.path.basename(cwd))))
                     and p.info["name"] not in {"sh", "dash", "bash"}
                     and any("stages/train.py" in a for a in p.info["cmdline"] or [])):
                 out.append(p)

@@ -44,8 +44,7 @@ def test_a_killed_trainer_is_retried_and_resumes_to_the_same_bytes(tmp_path):
         while not list((repo / ".checkpoints").glob("sgd-beta-s0-*.pt")):
             assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
             time.sleep(0.1)
-        victims = [p for p in trainer_processes() if "train@sgd-beta-0" in " ".join(p.cmdline()) or
-                   "betasched-train_sgd-beta-0" in p.cwd()]
+        victims = [p for p in trainer_processes(launcher=proc.pid) if "betasched-train_sgd-beta-0-" in p.cwd()]
         assert len(victims) == 1
         victims[0].send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=900)
@@ -108,6 +107,7 @@ def test_two_ray_nodes_on_loopback_share_the_matrix_through_the_run_cache(tmp_pa
         shutil.rmtree(ray_tmp, ignore_errors=True)
     placed = re.search(r"runs per node: node_a (\d+), node_b (\d+)", out)
     assert placed and int(placed[1]) >= 1 and int(placed[2]) >= 1 and int(placed[1]) + int(placed[2]) == 3, out[-3000:]
+    print(placed[0])  # the placement, for `pytest -rP`
     assert list((tmp_path / "cache_b" / "runs").rglob("*")), "node b did not use its own DVC cache"
     after = out.split("runs per node:")[1]  # the driver restored every run from what the nodes pushed
     restored = re.findall(r"Stage '([^']+)' is cached - skipping run", after)  # each once, no training

@@ -120,7 +120,7 @@ def test_a_signal_to_the_parallel_launcher_stops_every_trainer(repo, sig):
     proc = _start(repo, [sys.executable, "-m", "betasched.pipeline.parallel", "--jobs", "2"])
     try:
         _wait_for_checkpoint(repo, proc)
-        assert trainer_processes(repo)  # training, in a snapshot of the repo
+        assert trainer_processes(launcher=proc.pid)  # training, in a snapshot of the repo
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=90)
     finally:
@@ -129,7 +129,7 @@ def test_a_signal_to_the_parallel_launcher_stops_every_trainer(repo, sig):
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: interrupted") and "Traceback" not in err, err[-2000:]
     time.sleep(1)
-    assert not trainer_processes(repo)
+    assert not trainer_processes(repo, launcher=proc.pid)
 
 
 def test_runs_left_running_by_a_dead_process_are_marked_killed(tmp_path, monkeypatch):
